@@ -1,0 +1,10 @@
+// The `flotilla` command line: subcommands train, bench (and later schedule, eval, export).
+#pragma once
+
+namespace launch {
+
+// Parses argv, runs the subcommand, and returns the process exit code: 0 on success, 2 for bad
+// input (config, data, usage), 1 for other failures.
+int run_cli(int argc, char** argv);
+
+}  // namespace launch
