@@ -8,6 +8,7 @@
 #pragma once
 
 #include <cstdint>
+#include <map>
 #include <string>
 #include <vector>
 
@@ -134,6 +135,9 @@ struct Config {
   DataConfig data;
   CheckpointConfig checkpoint;
   RuntimeConfig runtime;
+  // Where each key's value came from ("configs/x.yaml:12:5" or "--set a.b=v"), so that
+  // validate() can point at the line to fix. Not a setting: to_yaml() and == ignore it.
+  std::map<std::string, std::string> origins;
 };
 
 // Loads `path` (empty = the built-in defaults above) and applies `overrides` ("a.b=value", in
@@ -147,5 +151,10 @@ void validate(const Config& c);
 void validate_layout(const Config& c, int world_size);
 // The resolved config as YAML with every key (what is printed at start and saved in the run dir).
 std::string to_yaml(const Config& c);
+// Every key path ("model.moe.num_experts", ...) in the order to_yaml() prints them.
+std::vector<std::string> config_keys();
+// Compares every key (not origins); what a resumed run checks against its checkpoint.
+bool operator==(const Config& a, const Config& b);
+inline bool operator!=(const Config& a, const Config& b) { return !(a == b); }
 
 }  // namespace core

@@ -32,6 +32,11 @@ Tensor Tensor::reshape(std::initializer_list<int64_t> dims) const {
   return t;
 }
 
+Tensor Tensor::matrix(int64_t cols) const {
+  FLOT_CHECK(cols > 0 && numel() % cols == 0, "{} as a matrix of {} columns", shape_str(), cols);
+  return reshape({numel() / cols, cols});
+}
+
 Tensor Tensor::slice(int64_t begin, int64_t end) const {
   FLOT_CHECK(ndim >= 1 && 0 <= begin && begin <= end && end <= shape[0], "slice [{}, {}) of {}",
              begin, end, shape_str());

@@ -50,6 +50,8 @@ struct Tensor {
   }
   // Same data, new shape; the element count must match.
   Tensor reshape(std::initializer_list<int64_t> dims) const;
+  // The same data as a [numel / cols, cols] matrix.
+  Tensor matrix(int64_t cols) const;
   // Rows [begin, end) along dimension 0.
   Tensor slice(int64_t begin, int64_t end) const;
   std::string shape_str() const;

@@ -1,0 +1,202 @@
+// MLA forward, input backward and deferred weight backward.
+#include "core/layers/attention.hpp"
+
+#include <cmath>
+#include <cstring>
+
+#include "kernels/ops.hpp"
+
+namespace core {
+
+AttentionLayer::AttentionLayer(LayerEnv& env, const ModelConfig& m, const std::string& prefix)
+    : Layer(env) {
+  const auto& a = m.attention;
+  H_ = a.num_heads;
+  dn_ = a.qk_nope_head_dim;
+  dr_ = a.qk_rope_head_dim;
+  dv_ = a.v_head_dim;
+  qr_ = a.q_lora_rank;
+  kvr_ = a.kv_lora_rank;
+  D_ = m.hidden_size;
+  eps_ = m.rms_norm_eps;
+  theta_ = a.rope_theta;
+  scale_ = 1.0 / std::sqrt(static_cast<double>(dn_ + dr_));
+  auto& ps = env.params;
+  const double sd = m.init_std;
+  const std::string p = prefix + "self_attn.";
+  w_norm_in_ = add_norm(ps, prefix + "input_layernorm.weight", D_);
+  if (qr_ > 0) {
+    w_qa_ = add_matrix(ps, p + "q_a_proj.weight", qr_, D_, sd);
+    w_qa_norm_ = add_norm(ps, p + "q_a_layernorm.weight", qr_);
+    w_qb_ = add_matrix(ps, p + "q_b_proj.weight", H_ * (dn_ + dr_), qr_, sd);
+  } else {
+    w_q_ = add_matrix(ps, p + "q_proj.weight", H_ * (dn_ + dr_), D_, sd);
+  }
+  w_kva_ = add_matrix(ps, p + "kv_a_proj_with_mqa.weight", kvr_ + dr_, D_, sd);
+  w_kva_norm_ = add_norm(ps, p + "kv_a_layernorm.weight", kvr_);
+  w_kvb_ = add_matrix(ps, p + "kv_b_proj.weight", H_ * (dn_ + dv_), kvr_, sd);
+  w_o_ = add_matrix(ps, p + "o_proj.weight", D_, H_ * dv_, sd);
+}
+
+namespace {
+
+// k [N, H, dn+dr] and v [N, H, dv] from kvb [N, H, dn+dv] and the shared k_pe [N, dr].
+template <class T>
+void assemble_kv(const T* kvb, const T* kpe, int64_t N, int64_t H, int64_t dn, int64_t dr,
+                 int64_t dv, T* k, T* v) {
+#pragma omp parallel for
+  for (int64_t n = 0; n < N; ++n)
+    for (int64_t h = 0; h < H; ++h) {
+      const T* src = kvb + (n * H + h) * (dn + dv);
+      T* kd = k + (n * H + h) * (dn + dr);
+      std::memcpy(kd, src, dn * sizeof(T));
+      std::memcpy(kd + dn, kpe + n * dr, dr * sizeof(T));
+      std::memcpy(v + (n * H + h) * dv, src + dn, dv * sizeof(T));
+    }
+}
+
+// The inverse: dkvb per head [dk_nope | dv], and dk_pe = sum over heads of dk's rope part.
+template <class T>
+void split_dkv(const T* dk, const T* dvv, int64_t N, int64_t H, int64_t dn, int64_t dr,
+               int64_t dv, T* dkvb, T* dkpe) {
+#pragma omp parallel for
+  for (int64_t n = 0; n < N; ++n) {
+    T* pe = dkpe + n * dr;
+    for (int64_t j = 0; j < dr; ++j) pe[j] = 0;
+    for (int64_t h = 0; h < H; ++h) {
+      const T* s = dk + (n * H + h) * (dn + dr);
+      T* d = dkvb + (n * H + h) * (dn + dv);
+      std::memcpy(d, s, dn * sizeof(T));
+      std::memcpy(d + dn, dvv + (n * H + h) * dv, dv * sizeof(T));
+      for (int64_t j = 0; j < dr; ++j) pe[j] += s[dn + j];
+    }
+  }
+}
+
+}  // namespace
+
+void AttentionLayer::forward(int slot, const Tensor& x, const Tensor& y) {
+  Context& ctx = env_.ctx;
+  BumpArena& ar = slot_arena(slot);
+  Saved& s = saved(saved_, slot);
+  const int64_t N = x.rows(), T = env_.seq_len, B = N / T;
+  FLOT_CHECK(N % T == 0, "{} rows are not whole sequences of {}", N, T);
+  const DType dt = dtype();
+  s.x = x;
+  s.rstd_in = ar.alloc(dt, {N});
+  s.a = ar.alloc(dt, {N, D_});
+  kernels::rmsnorm_forward(ctx, x, P(w_norm_in_), eps_, s.a, s.rstd_in);
+
+  s.q = ar.alloc(dt, {N, H_, dn_ + dr_});
+  if (qr_ > 0) {
+    s.cq = ar.alloc(dt, {N, qr_});
+    s.rstd_q = ar.alloc(dt, {N});
+    s.cqn = ar.alloc(dt, {N, qr_});
+    linear_forward(ctx, s.a, P(w_qa_), s.cq);
+    kernels::rmsnorm_forward(ctx, s.cq, P(w_qa_norm_), eps_, s.cqn, s.rstd_q);
+    linear_forward(ctx, s.cqn, P(w_qb_), s.q);
+  } else {
+    linear_forward(ctx, s.a, P(w_q_), s.q);
+  }
+  kernels::rope(ctx, s.q, T, dn_, dr_, theta_, false);
+
+  // The fused kv_a projection is two row blocks of one weight: c_kv rows, then k_pe rows.
+  Tensor wkva = P(w_kva_);
+  s.ckv = ar.alloc(dt, {N, kvr_});
+  s.rstd_kv = ar.alloc(dt, {N});
+  s.ckvn = ar.alloc(dt, {N, kvr_});
+  ScratchScope scope(scratch());
+  Tensor kpe = scratch().alloc(dt, {N, 1, dr_});
+  linear_forward(ctx, s.a, wkva.slice(0, kvr_), s.ckv);
+  linear_forward(ctx, s.a, wkva.slice(kvr_, kvr_ + dr_), kpe);
+  kernels::rope(ctx, kpe, T, 0, dr_, theta_, false);
+  kernels::rmsnorm_forward(ctx, s.ckv, P(w_kva_norm_), eps_, s.ckvn, s.rstd_kv);
+  Tensor kvb = scratch().alloc(dt, {N, H_ * (dn_ + dv_)});
+  linear_forward(ctx, s.ckvn, P(w_kvb_), kvb);
+
+  s.k = ar.alloc(dt, {N, H_, dn_ + dr_});
+  s.v = ar.alloc(dt, {N, H_, dv_});
+  if (dt == DType::f32)
+    assemble_kv(kvb.ptr<float>(), kpe.ptr<float>(), N, H_, dn_, dr_, dv_, s.k.ptr<float>(), s.v.ptr<float>());
+  else
+    assemble_kv(kvb.ptr<double>(), kpe.ptr<double>(), N, H_, dn_, dr_, dv_, s.k.ptr<double>(), s.v.ptr<double>());
+
+  s.o = ar.alloc(dt, {N, H_, dv_});
+  s.lse = ar.alloc(dt, {B, H_, T});
+  kernels::attention_forward(ctx, s.q, s.k, s.v, T, scale_, s.o, s.lse);
+  linear_forward(ctx, s.o.reshape({N, H_ * dv_}), P(w_o_), y);
+  kernels::axpy(1.0, x, y);  // residual
+}
+
+void AttentionLayer::backward_input(int slot, const Tensor& dy, const Tensor& dx) {
+  Context& ctx = env_.ctx;
+  BumpArena& ar = slot_arena(slot);
+  Saved& s = saved_.at(slot);
+  const int64_t N = s.x.rows(), T = env_.seq_len;
+  const DType dt = dtype();
+  ScratchScope scope(scratch());
+
+  s.dy = ar.alloc(dt, {N, D_});
+  kernels::copy(dy, s.dy);
+  Tensor d_o = scratch().alloc(dt, {N, H_, dv_});
+  linear_backward_input(ctx, dy, P(w_o_), d_o.reshape({N, H_ * dv_}));
+
+  s.dq = ar.alloc(dt, {N, H_, dn_ + dr_});
+  Tensor dk = scratch().alloc(dt, {N, H_, dn_ + dr_});
+  Tensor dv = scratch().alloc(dt, {N, H_, dv_});
+  kernels::attention_backward(ctx, d_o, s.q, s.k, s.v, s.o, s.lse, T, scale_, s.dq, dk, dv);
+
+  s.dkvb = ar.alloc(dt, {N, H_ * (dn_ + dv_)});
+  s.dkpe = ar.alloc(dt, {N, 1, dr_});
+  if (dt == DType::f32)
+    split_dkv(dk.ptr<float>(), dv.ptr<float>(), N, H_, dn_, dr_, dv_, s.dkvb.ptr<float>(), s.dkpe.ptr<float>());
+  else
+    split_dkv(dk.ptr<double>(), dv.ptr<double>(), N, H_, dn_, dr_, dv_, s.dkvb.ptr<double>(), s.dkpe.ptr<double>());
+  kernels::rope(ctx, s.dkpe, T, 0, dr_, theta_, true);
+
+  s.dckvn = ar.alloc(dt, {N, kvr_});
+  linear_backward_input(ctx, s.dkvb, P(w_kvb_), s.dckvn);
+  s.dckv = ar.alloc(dt, {N, kvr_});
+  kernels::rmsnorm_backward_input(ctx, s.dckvn, s.ckv, P(w_kva_norm_), s.rstd_kv, s.dckv);
+
+  kernels::rope(ctx, s.dq, T, dn_, dr_, theta_, true);
+  s.da = ar.alloc(dt, {N, D_});
+  if (qr_ > 0) {
+    s.dcqn = ar.alloc(dt, {N, qr_});
+    s.dcq = ar.alloc(dt, {N, qr_});
+    linear_backward_input(ctx, s.dq.reshape({N, H_ * (dn_ + dr_)}), P(w_qb_), s.dcqn);
+    kernels::rmsnorm_backward_input(ctx, s.dcqn, s.cq, P(w_qa_norm_), s.rstd_q, s.dcq);
+    linear_backward_input(ctx, s.dcq, P(w_qa_), s.da);
+  } else {
+    linear_backward_input(ctx, s.dq.reshape({N, H_ * (dn_ + dr_)}), P(w_q_), s.da);
+  }
+  Tensor wkva = P(w_kva_);
+  linear_backward_input(ctx, s.dckv, wkva.slice(0, kvr_), s.da, true);
+  linear_backward_input(ctx, s.dkpe.reshape({N, dr_}), wkva.slice(kvr_, kvr_ + dr_), s.da, true);
+  kernels::rmsnorm_backward_input(ctx, s.da, s.x, P(w_norm_in_), s.rstd_in, dx);
+  kernels::axpy(1.0, dy, dx);  // residual
+}
+
+void AttentionLayer::backward_weight(int slot) {
+  Context& ctx = env_.ctx;
+  Saved& s = saved_.at(slot);
+  const int64_t N = s.x.rows();
+  linear_backward_weight(ctx, s.dy, s.o.reshape({N, H_ * dv_}), G(w_o_));
+  linear_backward_weight(ctx, s.dkvb, s.ckvn, G(w_kvb_));
+  kernels::rmsnorm_backward_weight(ctx, s.dckvn, s.ckv, s.rstd_kv, G(w_kva_norm_));
+  Tensor gkva = G(w_kva_);
+  linear_backward_weight(ctx, s.dckv, s.a, gkva.slice(0, kvr_));
+  linear_backward_weight(ctx, s.dkpe.reshape({N, dr_}), s.a, gkva.slice(kvr_, kvr_ + dr_));
+  Tensor dq2 = s.dq.reshape({N, H_ * (dn_ + dr_)});
+  if (qr_ > 0) {
+    linear_backward_weight(ctx, dq2, s.cqn, G(w_qb_));
+    kernels::rmsnorm_backward_weight(ctx, s.dcqn, s.cq, s.rstd_q, G(w_qa_norm_));
+    linear_backward_weight(ctx, s.dcq, s.a, G(w_qa_));
+  } else {
+    linear_backward_weight(ctx, dq2, s.a, G(w_q_));
+  }
+  kernels::rmsnorm_backward_weight(ctx, s.da, s.x, s.rstd_in, G(w_norm_in_));
+  s = Saved{};
+}
+
+}  // namespace core

@@ -1,0 +1,38 @@
+// Multi-head latent attention (MLA) of DeepSeek-V3, training form, as a pre-norm residual layer:
+//   y = x + W_o Attn(q, k, v),  a = RMSNorm(x)
+//   q = W_qb RMSNorm(W_qa a)  (or W_q a when q_lora_rank = 0); per head [q_nope ; q_pe], RoPE on q_pe
+//   [c_kv ; k_pe] = W_kva a;  k_pe gets RoPE and is shared by all heads
+//   [k_nope ; v] per head = W_kvb RMSNorm(c_kv);  k = [k_nope ; k_pe]
+// Scores are scaled by 1/sqrt(qk_nope + qk_rope). Parameter names follow the public checkpoint.
+#pragma once
+
+#include <string>
+#include <vector>
+
+#include "core/config.hpp"
+#include "core/layers/layer.hpp"
+
+namespace core {
+
+class AttentionLayer : public Layer {
+ public:
+  // prefix: e.g. "model.layers.3." (names are prefix + "self_attn.q_a_proj.weight" ...).
+  AttentionLayer(LayerEnv& env, const ModelConfig& m, const std::string& prefix);
+  void forward(int slot, const Tensor& x, const Tensor& y) override;
+  void backward_input(int slot, const Tensor& dy, const Tensor& dx) override;
+  void backward_weight(int slot) override;
+
+ private:
+  struct Saved {
+    Tensor x, rstd_in, a, cq, rstd_q, cqn, ckv, rstd_kv, ckvn, q, k, v, o, lse;
+    // gradients kept for the deferred weight pass
+    Tensor dy, da, dq, dcq, dcqn, dckv, dckvn, dkvb, dkpe;
+  };
+  int64_t H_, dn_, dr_, dv_, qr_, kvr_, D_;
+  double eps_, theta_, scale_;
+  int w_norm_in_ = -1, w_qa_ = -1, w_qa_norm_ = -1, w_qb_ = -1, w_q_ = -1, w_kva_ = -1,
+      w_kva_norm_ = -1, w_kvb_ = -1, w_o_ = -1;
+  std::vector<Saved> saved_;
+};
+
+}  // namespace core

@@ -1,0 +1,91 @@
+// The layer interface and what layers share: activation slots, scratch memory, linear helpers.
+//
+// A layer is a plain object with forward / backward_input / backward_weight. forward saves what
+// backward needs in the activation slot of its micro-batch; backward_input writes the input
+// gradient (input gradients overwrite) and saves what the weight gradient needs; backward_weight
+// accumulates weight gradients (weight gradients accumulate) and may run later than
+// backward_input (zero-bubble pipeline schedules defer it). The slot is freed by its owner (the
+// model) once every layer's backward_weight of that micro-batch has run.
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "core/arena.hpp"
+#include "core/context.hpp"
+#include "core/params.hpp"
+#include "core/tensor.hpp"
+
+namespace core {
+
+// Per-micro-batch activation memory: one arena per slot (as many slots as micro-batches can be
+// in flight at once: 1 for sequential training, PP + 1 for DualPipe), plus one scratch arena for
+// temporaries that live within a single call.
+class Activations {
+ public:
+  explicit Activations(int slots);
+  int slots() const { return static_cast<int>(slots_.size()); }
+  BumpArena& slot(int s);
+  BumpArena& scratch() { return scratch_; }
+  void release(int s) { slot(s).reset(); }
+  size_t bytes() const;
+
+ private:
+  std::vector<BumpArena> slots_;
+  BumpArena scratch_;
+};
+
+// What every layer of a model shares.
+struct LayerEnv {
+  Context& ctx;
+  ParamStore& params;
+  Activations& acts;
+  int64_t seq_len = 0;  // tokens per sequence; micro-batch rows are sequences * seq_len
+  bool count_loads = true;      // MoE layers count expert loads (off during evaluation)
+  double aux_grad_scale = 0.0;  // d(step loss) / d(this micro-batch's balance loss), set per forward
+};
+
+class Layer {
+ public:
+  explicit Layer(LayerEnv& env) : env_(env) {}
+  virtual ~Layer() = default;
+  Layer(const Layer&) = delete;
+  Layer& operator=(const Layer&) = delete;
+
+  // x, y [N, D]; y written.
+  virtual void forward(int slot, const Tensor& x, const Tensor& y) = 0;
+  // dy [N, D] in, dx [N, D] written.
+  virtual void backward_input(int slot, const Tensor& dy, const Tensor& dx) = 0;
+  // Accumulates this micro-batch's weight gradients.
+  virtual void backward_weight(int slot) = 0;
+
+ protected:
+  DType dtype() const { return env_.params.dtype(); }
+  Tensor P(int id) const { return env_.params.param(id); }
+  Tensor G(int id) const { return env_.params.grad(id); }
+  BumpArena& slot_arena(int slot) { return env_.acts.slot(slot); }
+  BumpArena& scratch() { return env_.acts.scratch(); }
+  // Per-slot saved state, grown on demand.
+  template <class S>
+  S& saved(std::vector<S>& v, int slot) {
+    if (static_cast<int>(v.size()) <= slot) v.resize(slot + 1);
+    return v[slot];
+  }
+  LayerEnv& env_;
+};
+
+// Linear algebra of y = x W^T (W [out, in], the checkpoint layout), through kernels::gemm.
+void linear_forward(Context& ctx, const Tensor& x, const Tensor& W, const Tensor& y);
+// dx = dy W, or dx += dy W when accumulate.
+void linear_backward_input(Context& ctx, const Tensor& dy, const Tensor& W, const Tensor& dx,
+                           bool accumulate = false);
+// dW += dy^T x
+void linear_backward_weight(Context& ctx, const Tensor& dy, const Tensor& x, const Tensor& dW);
+
+// Registers a [out, in] matrix with the model's init std and weight decay.
+int add_matrix(ParamStore& ps, const std::string& name, int64_t out, int64_t in, double std);
+// Registers an RMSNorm weight (ones, no weight decay).
+int add_norm(ParamStore& ps, const std::string& name, int64_t dim);
+
+}  // namespace core

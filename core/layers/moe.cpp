@@ -1,0 +1,164 @@
+// MoE layer: gate -> dispatch -> grouped experts -> combine, forward and backward.
+#include "core/layers/moe.hpp"
+
+#include <algorithm>
+
+#include "kernels/ops.hpp"
+
+namespace core {
+
+MoeLayer::MoeLayer(LayerEnv& env, const ModelConfig& m, const std::string& prefix) : Layer(env) {
+  const auto& moe = m.moe;
+  gate_.num_experts = moe.num_experts;
+  gate_.top_k = moe.experts_per_token;
+  gate_.num_groups = moe.num_groups;
+  gate_.groups_per_token = moe.groups_per_token;
+  gate_.route_scale = moe.route_scale;
+  D_ = m.hidden_size;
+  F_ = moe.expert_intermediate_size;
+  eps_ = m.rms_norm_eps;
+  if (moe.balancer == "aux_free") {
+    balance_weight_ = moe.sequence_aux_loss_weight;
+    balance_segment_ = -1;  // one sequence
+  } else if (moe.balancer == "aux_loss") {
+    balance_weight_ = moe.aux_loss_weight;
+    balance_segment_ = 0;  // the whole micro-batch
+  }
+  auto& ps = env.params;
+  const std::string p = prefix + "mlp.";
+  const int64_t E = gate_.num_experts;
+  w_norm_ = add_norm(ps, prefix + "post_attention_layernorm.weight", D_);
+  w_gate_ = add_matrix(ps, p + "gate.weight", E, D_, m.init_std);
+  bias_ = ps.add_buffer(p + "gate.e_score_correction_bias", {E});
+  ParamSpec w13;
+  w13.name = p + "experts.{}.gate_up_proj.weight";
+  w13.shape = {E, 2 * F_, D_};
+  w13.stack_first = 0;
+  w13.std = m.init_std;
+  w13_ = ps.add(w13);
+  ParamSpec w2 = w13;
+  w2.name = p + "experts.{}.down_proj.weight";
+  w2.shape = {E, D_, F_};
+  w2_ = ps.add(w2);
+  if (moe.num_shared_experts > 0)
+    shared_ = std::make_unique<SwigluMlp>(env, p + "shared_experts.", D_,
+                                          F_ * moe.num_shared_experts, m.init_std);
+  loads_.assign(E, 0);
+}
+
+void MoeLayer::forward(int slot, const Tensor& x, const Tensor& y) {
+  Context& ctx = env_.ctx;
+  Saved& s = saved(saved_, slot);
+  BumpArena& ar = slot_arena(slot);
+  const DType dt = dtype();
+  const int64_t N = x.rows(), E = gate_.num_experts, k = gate_.top_k;
+  s.x = x;
+  s.rstd = ar.alloc(dt, {N});
+  s.a = ar.alloc(dt, {N, D_});
+  kernels::rmsnorm_forward(ctx, x, P(w_norm_), eps_, s.a, s.rstd);
+
+  // gate
+  ScratchScope scope(scratch());
+  Tensor logits = scratch().alloc(dt, {N, E});
+  linear_forward(ctx, s.a, P(w_gate_), logits);
+  s.scores = ar.alloc(dt, {N, E});
+  s.idx = ar.alloc(DType::i32, {N, k});
+  s.weights = ar.alloc(dt, {N, k});
+  kernels::gate_forward(ctx, gate_, logits, env_.params.buffer(bias_), s.scores, s.idx, s.weights);
+
+  // dispatch
+  s.offsets = ar.alloc(DType::i32, {E + 1});
+  s.src = ar.alloc(DType::i32, {N * k});
+  s.pos = ar.alloc(DType::i32, {N * k});
+  kernels::moe_plan(ctx, s.idx, static_cast<int>(E), s.offsets, s.src, s.pos);
+  if (env_.count_loads) {
+    const int32_t* off = s.offsets.ptr<int32_t>();
+    for (int64_t e = 0; e < E; ++e) loads_[e] += off[e + 1] - off[e];
+  }
+  s.xs = ar.alloc(dt, {N * k, D_});
+  kernels::moe_permute(ctx, s.a, s.src, static_cast<int>(k), s.xs);
+
+  // experts
+  s.h = ar.alloc(dt, {N * k, 2 * F_});
+  s.g = ar.alloc(dt, {N * k, F_});
+  s.ys = ar.alloc(dt, {N * k, D_});
+  kernels::grouped_gemm(ctx, s.xs, P(w13_), true, s.offsets, s.h);
+  kernels::swiglu_forward(ctx, s.h, s.g);
+  kernels::grouped_gemm(ctx, s.g, P(w2_), true, s.offsets, s.ys);
+
+  // combine (+ shared experts + residual)
+  kernels::copy(x, y);
+  if (shared_) shared_->forward(slot, s.a, y, /*accumulate=*/true);
+  kernels::moe_combine(ctx, s.ys, s.weights, s.pos, y);
+
+  s.aux_loss = 0;
+  s.aux_grad = 0;
+  if (balance_weight_ > 0) {
+    int64_t seg = balance_segment_ < 0 ? env_.seq_len : N;
+    s.aux_loss = kernels::balance_loss_forward(ctx, s.scores, static_cast<int>(k), seg, balance_weight_);
+    s.aux_grad = env_.aux_grad_scale;
+  }
+}
+
+void MoeLayer::backward_input(int slot, const Tensor& dy, const Tensor& dx) {
+  Context& ctx = env_.ctx;
+  Saved& s = saved_.at(slot);
+  BumpArena& ar = slot_arena(slot);
+  const DType dt = dtype();
+  const int64_t N = s.x.rows(), E = gate_.num_experts, k = gate_.top_k;
+  ScratchScope scope(scratch());
+
+  // combine backward
+  s.dys = ar.alloc(dt, {N * k, D_});
+  Tensor dweights = scratch().alloc(dt, {N, k});
+  kernels::moe_combine_backward(ctx, dy, s.ys, s.weights, s.pos, s.dys, dweights);
+
+  // experts backward (input side)
+  Tensor dg = scratch().alloc(dt, {N * k, F_});
+  kernels::grouped_gemm(ctx, s.dys, P(w2_), false, s.offsets, dg);
+  s.dh = ar.alloc(dt, {N * k, 2 * F_});
+  kernels::swiglu_backward(ctx, dg, s.h, s.dh);
+  Tensor dxs = scratch().alloc(dt, {N * k, D_});
+  kernels::grouped_gemm(ctx, s.dh, P(w13_), false, s.offsets, dxs);
+
+  // dispatch backward
+  s.da = ar.alloc(dt, {N, D_});
+  kernels::fill(s.da, 0.0);
+  kernels::moe_permute_backward(ctx, dxs, s.pos, static_cast<int>(k), s.da);
+  if (shared_) {
+    Tensor dy_kept = ar.alloc(dt, {N, D_});
+    kernels::copy(dy, dy_kept);
+    shared_->backward_input(slot, dy_kept, s.da, /*accumulate=*/true);
+  }
+
+  // gate backward: through the normalized weights and the balance loss
+  Tensor dscores;
+  if (balance_weight_ > 0) {
+    dscores = scratch().alloc(dt, {N, E});
+    kernels::fill(dscores, 0.0);
+    int64_t seg = balance_segment_ < 0 ? env_.seq_len : N;
+    kernels::balance_loss_backward(ctx, s.scores, static_cast<int>(k), seg, balance_weight_,
+                                   s.aux_grad, dscores);
+  }
+  s.dlogits = ar.alloc(dt, {N, E});
+  kernels::gate_backward(ctx, gate_, dweights, s.scores, s.idx, dscores, s.dlogits);
+  linear_backward_input(ctx, s.dlogits, P(w_gate_), s.da, /*accumulate=*/true);
+
+  kernels::rmsnorm_backward_input(ctx, s.da, s.x, P(w_norm_), s.rstd, dx);
+  kernels::axpy(1.0, dy, dx);
+}
+
+void MoeLayer::backward_weight(int slot) {
+  Context& ctx = env_.ctx;
+  Saved& s = saved_.at(slot);
+  kernels::grouped_gemm_wgrad(ctx, s.dys, s.g, s.offsets, G(w2_));
+  kernels::grouped_gemm_wgrad(ctx, s.dh, s.xs, s.offsets, G(w13_));
+  linear_backward_weight(ctx, s.dlogits, s.a, G(w_gate_));
+  if (shared_) shared_->backward_weight(slot);
+  kernels::rmsnorm_backward_weight(ctx, s.da, s.x, s.rstd, G(w_norm_));
+  double aux = s.aux_loss;
+  s = Saved{};
+  s.aux_loss = aux;
+}
+
+}  // namespace core

@@ -1,0 +1,114 @@
+// MTP module: two norms, the concatenation projection and a transformer block.
+#include "core/layers/mtp.hpp"
+
+#include <cstring>
+
+#include "core/layers/attention.hpp"
+#include "core/layers/mlp.hpp"
+#include "core/layers/moe.hpp"
+#include "kernels/ops.hpp"
+
+namespace core {
+namespace {
+
+// cat [N, 2D] rows = [a_n | b_n], or the inverse split.
+template <class T>
+void concat_rows(T* cat, T* a, T* b, int64_t N, int64_t D, bool split) {
+#pragma omp parallel for
+  for (int64_t n = 0; n < N; ++n) {
+    T* row = cat + n * 2 * D;
+    if (split) {
+      std::memcpy(a + n * D, row, D * sizeof(T));
+      std::memcpy(b + n * D, row + D, D * sizeof(T));
+    } else {
+      std::memcpy(row, a + n * D, D * sizeof(T));
+      std::memcpy(row + D, b + n * D, D * sizeof(T));
+    }
+  }
+}
+
+void concat(const Tensor& cat, const Tensor& a, const Tensor& b, bool split) {
+  int64_t N = a.rows(), D = a.cols();
+  if (cat.dtype == DType::f32)
+    concat_rows(cat.ptr<float>(), a.ptr<float>(), b.ptr<float>(), N, D, split);
+  else
+    concat_rows(cat.ptr<double>(), a.ptr<double>(), b.ptr<double>(), N, D, split);
+}
+
+}  // namespace
+
+MtpModule::MtpModule(LayerEnv& env, const ModelConfig& m, int layer_index)
+    : env_(env), D_(m.hidden_size), eps_(m.rms_norm_eps) {
+  const std::string prefix = "model.layers." + std::to_string(layer_index) + ".";
+  w_enorm_ = add_norm(env.params, prefix + "enorm.weight", D_);
+  w_hnorm_ = add_norm(env.params, prefix + "hnorm.weight", D_);
+  w_eh_ = add_matrix(env.params, prefix + "eh_proj.weight", D_, 2 * D_, m.init_std);
+  attn_ = std::make_unique<AttentionLayer>(env, m, prefix);
+  if (m.first_dense_layers < m.num_layers)
+    ffn_ = std::make_unique<MoeLayer>(env, m, prefix);
+  else
+    ffn_ = std::make_unique<FfnLayer>(env, m, prefix);
+}
+
+void MtpModule::forward(int slot, const Tensor& e, const Tensor& h, const Tensor& out) {
+  if (static_cast<int>(saved_.size()) <= slot) saved_.resize(slot + 1);
+  Saved& s = saved_[slot];
+  BumpArena& ar = env_.acts.slot(slot);
+  const DType dt = env_.params.dtype();
+  const int64_t N = e.rows();
+  s.e = e;
+  s.h = h;
+  s.rstd_e = ar.alloc(dt, {N});
+  s.rstd_h = ar.alloc(dt, {N});
+  s.cat = ar.alloc(dt, {N, 2 * D_});
+  {
+    ScratchScope scope(env_.acts.scratch());
+    Tensor en = env_.acts.scratch().alloc(dt, {N, D_});
+    Tensor hn = env_.acts.scratch().alloc(dt, {N, D_});
+    kernels::rmsnorm_forward(env_.ctx, e, env_.params.param(w_enorm_), eps_, en, s.rstd_e);
+    kernels::rmsnorm_forward(env_.ctx, h, env_.params.param(w_hnorm_), eps_, hn, s.rstd_h);
+    concat(s.cat, en, hn, false);
+  }
+  s.hp = ar.alloc(dt, {N, D_});
+  linear_forward(env_.ctx, s.cat, env_.params.param(w_eh_), s.hp);
+  s.a1 = ar.alloc(dt, {N, D_});
+  attn_->forward(slot, s.hp, s.a1);
+  ffn_->forward(slot, s.a1, out);
+}
+
+void MtpModule::backward_input(int slot, const Tensor& dout, const Tensor& de, const Tensor& dh) {
+  Saved& s = saved_.at(slot);
+  BumpArena& ar = env_.acts.slot(slot);
+  const DType dt = env_.params.dtype();
+  const int64_t N = s.e.rows();
+  Tensor da1 = ar.alloc(dt, {N, D_});
+  ffn_->backward_input(slot, dout, da1);
+  s.dhp = ar.alloc(dt, {N, D_});
+  attn_->backward_input(slot, da1, s.dhp);
+  s.dcat = ar.alloc(dt, {N, 2 * D_});
+  linear_backward_input(env_.ctx, s.dhp, env_.params.param(w_eh_), s.dcat);
+  ScratchScope scope(env_.acts.scratch());
+  Tensor den = env_.acts.scratch().alloc(dt, {N, D_});
+  Tensor dhn = env_.acts.scratch().alloc(dt, {N, D_});
+  concat(s.dcat, den, dhn, true);
+  kernels::rmsnorm_backward_input(env_.ctx, den, s.e, env_.params.param(w_enorm_), s.rstd_e, de);
+  kernels::rmsnorm_backward_input(env_.ctx, dhn, s.h, env_.params.param(w_hnorm_), s.rstd_h, dh);
+}
+
+void MtpModule::backward_weight(int slot) {
+  Saved& s = saved_.at(slot);
+  const DType dt = env_.params.dtype();
+  const int64_t N = s.e.rows();
+  ffn_->backward_weight(slot);
+  attn_->backward_weight(slot);
+  linear_backward_weight(env_.ctx, s.dhp, s.cat, env_.params.grad(w_eh_));
+  ScratchScope scope(env_.acts.scratch());
+  Tensor den = env_.acts.scratch().alloc(dt, {N, D_});
+  Tensor dhn = env_.acts.scratch().alloc(dt, {N, D_});
+  concat(s.dcat, den, dhn, true);
+  kernels::rmsnorm_backward_weight(env_.ctx, den, s.e, s.rstd_e, env_.params.grad(w_enorm_));
+  kernels::rmsnorm_backward_weight(env_.ctx, dhn, s.h, s.rstd_h, env_.params.grad(w_hnorm_));
+  s = Saved{};
+}
+
+}  // namespace core

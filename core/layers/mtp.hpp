@@ -1,0 +1,39 @@
+// One multi-token-prediction module of DeepSeek-V3 (module k predicts token i + k + 1):
+//   h'_i = M_k [RMSNorm(Emb(t_{i+k})) ; RMSNorm(h^{k-1}_i)]   (embedding half first)
+//   h^k  = TRM_k(h')  (a full transformer block: MLA + MoE, or dense when the model has no MoE)
+// Its output goes to the shared head through its own final norm (HeadLoss, owned by the model).
+// Names: module k is checkpoint layer num_layers + k - 1 (enorm, hnorm, eh_proj, block weights).
+#pragma once
+
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "core/config.hpp"
+#include "core/layers/layer.hpp"
+
+namespace core {
+
+class MtpModule {
+ public:
+  MtpModule(LayerEnv& env, const ModelConfig& m, int layer_index);
+  // e: embeddings of the shifted tokens [N, D]; h: previous depth's hidden [N, D]; out written.
+  void forward(int slot, const Tensor& e, const Tensor& h, const Tensor& out);
+  // de and dh written.
+  void backward_input(int slot, const Tensor& dout, const Tensor& de, const Tensor& dh);
+  void backward_weight(int slot);
+  std::vector<Layer*> layers() { return {attn_.get(), ffn_.get()}; }
+
+ private:
+  struct Saved {
+    Tensor e, h, rstd_e, rstd_h, cat, hp, a1, dhp, dcat;
+  };
+  LayerEnv& env_;
+  int64_t D_;
+  double eps_;
+  int w_enorm_ = -1, w_hnorm_ = -1, w_eh_ = -1;
+  std::unique_ptr<Layer> attn_, ffn_;
+  std::vector<Saved> saved_;
+};
+
+}  // namespace core

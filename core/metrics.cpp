@@ -1,0 +1,102 @@
+// metrics.jsonl / expert_load.csv writers and the console progress line.
+#include "core/metrics.hpp"
+
+#include <fmt/format.h>
+#include <unistd.h>
+
+#include <filesystem>
+#include <nlohmann/json.hpp>
+
+#include "core/error.hpp"
+
+namespace core {
+
+MetricsWriter::MetricsWriter(const std::string& run_dir, bool enabled, int num_experts)
+    : enabled_(enabled) {
+  if (!enabled_) return;
+  std::filesystem::create_directories(run_dir);
+  jsonl_.open(run_dir + "/metrics.jsonl", std::ios::out | std::ios::trunc);
+  if (!jsonl_) FLOT_THROW(DataError, "cannot write {}/metrics.jsonl", run_dir);
+  if (num_experts > 0) {
+    loads_.open(run_dir + "/expert_load.csv", std::ios::out | std::ios::trunc);
+    if (!loads_) FLOT_THROW(DataError, "cannot write {}/expert_load.csv", run_dir);
+    loads_ << "step,layer";
+    for (int e = 0; e < num_experts; ++e) loads_ << ",e" << e;
+    loads_ << "\n";
+  }
+}
+
+void MetricsWriter::write(const StepMetrics& m) {
+  if (!enabled_) return;
+  nlohmann::json j;
+  j["step"] = m.step;
+  j["loss"] = m.loss;
+  j["lm_loss"] = m.lm_loss;
+  j["mtp_loss"] = m.mtp_loss;
+  j["aux_loss"] = m.aux_loss;
+  j["lr"] = m.lr;
+  j["grad_norm"] = m.grad_norm;
+  j["tokens"] = m.tokens;
+  j["tokens_per_s"] = m.tokens_per_s;
+  j["step_time_s"] = m.step_time_s;
+  j["max_vio"] = m.max_vio;
+  if (m.eval_loss) j["eval_loss"] = *m.eval_loss;
+  if (m.entropy_floor) j["entropy_floor"] = *m.entropy_floor;
+  jsonl_ << j.dump() << "\n";
+  jsonl_.flush();
+}
+
+void MetricsWriter::write_loads(int64_t step, const std::vector<std::vector<int64_t>>& loads) {
+  if (!enabled_ || !loads_.is_open()) return;
+  for (size_t l = 0; l < loads.size(); ++l) {
+    loads_ << step << "," << l;
+    for (int64_t v : loads[l]) loads_ << "," << v;
+    loads_ << "\n";
+  }
+  loads_.flush();
+}
+
+ConsoleLog::ConsoleLog(bool enabled) : enabled_(enabled), tty_(enabled && isatty(STDOUT_FILENO)) {}
+
+namespace {
+std::string duration(double s) {
+  if (s < 0 || s > 1e7) return "?";
+  int64_t t = static_cast<int64_t>(s + 0.5);
+  if (t >= 3600) return fmt::format("{}h{:02}m", t / 3600, (t / 60) % 60);
+  if (t >= 60) return fmt::format("{}m{:02}s", t / 60, t % 60);
+  return fmt::format("{}s", t);
+}
+}  // namespace
+
+void ConsoleLog::step(const StepMetrics& m, double elapsed_s) {
+  if (!enabled_) return;
+  double eta = m.step > 0 ? elapsed_s / m.step * (m.total_steps - m.step) : -1;
+  std::string line = fmt::format("step {:>{}}/{} | loss {:.4f} | lr {:.2e} | {:.0f} tok/s | ETA {}",
+                                 m.step, std::to_string(m.total_steps).size(), m.total_steps, m.loss,
+                                 m.lr, m.tokens_per_s, duration(eta));
+  if (m.max_vio > 0) line += fmt::format(" | maxvio {:.3f}", m.max_vio);
+  if (m.eval_loss) line += fmt::format(" | eval {:.4f}", *m.eval_loss);
+  if (tty_) {
+    std::fputs(("\r\033[K" + line).c_str(), stdout);
+    open_line_ = true;
+    if (m.eval_loss) finish_line();  // keep evaluation lines on screen
+  } else {
+    std::puts(line.c_str());
+  }
+  std::fflush(stdout);
+}
+
+void ConsoleLog::finish_line() {
+  if (open_line_) std::fputc('\n', stdout);
+  open_line_ = false;
+  std::fflush(stdout);
+}
+
+void ConsoleLog::print(const std::string& line) {
+  if (!enabled_) return;
+  finish_line();
+  std::puts(line.c_str());
+  std::fflush(stdout);
+}
+
+}  // namespace core

@@ -1,0 +1,103 @@
+// CPU grouped GEMM over contiguous per-expert row segments and its weight gradient: one Eigen GEMM
+// per non-empty segment on row-major maps, scheduled across threads by segment size.
+//
+// Scheduling: a segment holding more than 1/threads of all rows would serialize an
+// expert-parallel loop, so such "big" segments run one after another, each with Eigen's own
+// threads. The rest run in an OpenMP loop over experts, largest first (dynamic schedule, so the
+// longest jobs do not end up last); inside that parallel region Eigen sees omp_get_num_threads()
+// > 1 and stays single-threaded (Eigen/src/Core/products/Parallelizer.h), so nothing nests.
+#include <Eigen/Core>
+
+#include <algorithm>
+#include <vector>
+
+#include "kernels/cpu/moe_cpu.hpp"
+
+namespace kernels::cpu {
+
+namespace {
+
+template <class T>
+using RowMat = Eigen::Matrix<T, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor>;
+template <class T>
+using Map = Eigen::Map<RowMat<T>>;
+template <class T>
+using ConstMap = Eigen::Map<const RowMat<T>>;
+
+// Runs job(e) for every expert with rows, as described at the top of the file.
+template <class Job>
+void schedule_segments(int e_count, const int32_t* offsets, int threads, const Job& job) {
+  const int64_t total = offsets[e_count];
+  std::vector<int> big, small;
+  for (int e = 0; e < e_count; ++e) {
+    const int64_t rows = offsets[e + 1] - offsets[e];
+    if (rows == 0) continue;
+    (threads > 1 && rows * threads > total ? big : small).push_back(e);
+  }
+  for (int e : big) job(e);
+  if (small.size() <= 1 || threads <= 1) {
+    for (int e : small) job(e);
+    return;
+  }
+  std::stable_sort(small.begin(), small.end(), [&](int a, int b) {
+    return offsets[a + 1] - offsets[a] > offsets[b + 1] - offsets[b];
+  });
+  const int64_t count = static_cast<int64_t>(small.size());
+#pragma omp parallel for schedule(dynamic, 1) num_threads(std::min<int64_t>(threads, count))
+  for (int64_t i = 0; i < count; ++i) job(small[i]);
+}
+
+}  // namespace
+
+template <class T>
+void grouped_gemm(int64_t m, int64_t n, int64_t kd, int e_count, const T* A, const T* B,
+                  bool trans_b, const int32_t* offsets, T* C, T alpha, T beta, int threads) {
+  auto job = [&](int e) {
+    const int64_t r0 = offsets[e], rows = offsets[e + 1] - offsets[e];
+    ConstMap<T> a(A + r0 * kd, rows, kd);
+    Map<T> c(C + r0 * n, rows, n);
+    // beta = 0 must not read C: it may hold garbage or NaN.
+    if (beta == T(0)) {
+      if (kd == 0) {
+        c.setZero();
+      } else if (trans_b) {
+        c.noalias() = alpha * (a * ConstMap<T>(B + e * n * kd, n, kd).transpose());
+      } else {
+        c.noalias() = alpha * (a * ConstMap<T>(B + e * kd * n, kd, n));
+      }
+      return;
+    }
+    if (beta != T(1)) c *= beta;
+    if (kd == 0) return;
+    if (trans_b) {
+      c.noalias() += alpha * (a * ConstMap<T>(B + e * n * kd, n, kd).transpose());
+    } else {
+      c.noalias() += alpha * (a * ConstMap<T>(B + e * kd * n, kd, n));
+    }
+  };
+  schedule_segments(e_count, offsets, threads, job);
+}
+
+template <class T>
+void grouped_gemm_wgrad(int64_t m, int64_t n, int64_t kd, int e_count, const T* dC, const T* A,
+                        const int32_t* offsets, T* dB, int threads) {
+  auto job = [&](int e) {
+    const int64_t r0 = offsets[e], rows = offsets[e + 1] - offsets[e];
+    ConstMap<T> dc(dC + r0 * n, rows, n);
+    ConstMap<T> a(A + r0 * kd, rows, kd);
+    Map<T> db(dB + e * n * kd, n, kd);
+    db.noalias() += dc.transpose() * a;
+  };
+  schedule_segments(e_count, offsets, threads, job);
+}
+
+#define FLOT_INSTANTIATE(T)                                                                       \
+  template void grouped_gemm<T>(int64_t, int64_t, int64_t, int, const T*, const T*, bool,          \
+                                const int32_t*, T*, T, T, int);                                   \
+  template void grouped_gemm_wgrad<T>(int64_t, int64_t, int64_t, int, const T*, const T*,          \
+                                      const int32_t*, T*, int);
+FLOT_INSTANTIATE(float)
+FLOT_INSTANTIATE(double)
+#undef FLOT_INSTANTIATE
+
+}  // namespace kernels::cpu

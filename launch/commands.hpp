@@ -1,0 +1,25 @@
+// The subcommands of the `flotilla` binary. Each returns the process exit code and throws the
+// typed errors of core/error.hpp for bad input (turned into messages and exit 2 by run_cli).
+#pragma once
+
+#include <string>
+#include <vector>
+
+namespace launch {
+
+struct TrainArgs {
+  std::string config;                  // empty = built-in defaults (the tiny model)
+  std::vector<std::string> overrides;  // "a.b=value"
+  std::string run_dir;                 // empty = runs/<run.name>
+};
+int run_train(const TrainArgs& args);
+
+struct BenchArgs {
+  std::string config;
+  std::vector<std::string> overrides;
+  int steps = 5;
+  int warmup = 2;
+};
+int run_bench(const BenchArgs& args);
+
+}  // namespace launch

@@ -1,0 +1,20 @@
+// The launcher's view of its environment, read once at start-up: where this process sits in an
+// mpirun / srun job and how many cores it may use. Nothing else in the code reads the environment.
+#pragma once
+
+#include <string>
+
+namespace launch {
+
+struct LaunchEnv {
+  int world_size = 1;   // processes in the job (OMPI_COMM_WORLD_SIZE, PMI_SIZE or SLURM_NTASKS)
+  int rank = 0;
+  int local_size = 1;   // processes on this node
+  int cores = 1;        // hardware threads this process may run on
+};
+
+LaunchEnv read_launch_env();
+// train.threads = 0 means this node's cores shared evenly among its local ranks.
+int resolve_threads(int configured, const LaunchEnv& env);
+
+}  // namespace launch

@@ -1,0 +1,84 @@
+// `flotilla train`: config -> validation -> context -> trainer, with a clean stop on Ctrl-C.
+#include <fmt/format.h>
+
+#include <atomic>
+#include <cmath>
+#include <csignal>
+#include <filesystem>
+#include <fstream>
+
+#include "core/config.hpp"
+#include "core/context.hpp"
+#include "core/trainer.hpp"
+#include "launch/commands.hpp"
+#include "launch/environment.hpp"
+#include "parallel/communicator.hpp"
+
+namespace launch {
+namespace {
+
+// The one piece of process-global state: a signal handler can only reach a global.
+std::atomic<bool> g_stop{false};
+extern "C" void on_signal(int) { g_stop.store(true); }
+
+}  // namespace
+
+int run_train(const TrainArgs& args) {
+  core::Config cfg = core::load_config(args.config, args.overrides);
+  LaunchEnv env = read_launch_env();
+  core::validate_layout(cfg, env.world_size);
+  core::check_supported(cfg, env.world_size);
+
+  std::string run_dir = args.run_dir.empty() ? "runs/" + cfg.run.name : args.run_dir;
+  std::filesystem::create_directories(run_dir);
+  const std::string resolved = core::to_yaml(cfg);
+  {
+    std::ofstream out(run_dir + "/config.yaml");
+    out << resolved;
+    if (!out) FLOT_THROW(core::DataError, "cannot write {}/config.yaml", run_dir);
+  }
+
+  auto comm = parallel::make_single_process_communicator();
+  core::Context ctx;
+  ctx.comm = comm.get();
+  ctx.rank = comm->rank();
+  ctx.world_size = comm->size();
+  ctx.threads = resolve_threads(cfg.train.threads, env);
+  core::apply_threads(ctx);
+
+  std::signal(SIGINT, on_signal);
+  std::signal(SIGTERM, on_signal);
+
+  fmt::print("flotilla {} | run dir {} | {} rank(s) x {} thread(s)\n", FLOTILLA_VERSION, run_dir,
+             ctx.world_size, ctx.threads);
+  fmt::print("--- resolved config ---\n{}-----------------------\n", resolved);
+  core::Trainer trainer(cfg, ctx, run_dir, /*log=*/true, &g_stop);
+  const auto& ps = trainer.model().params();
+  fmt::print("data: {}\n", trainer.dataset().describe());
+  fmt::print("model: {:.2f}M parameters ({:.2f}M active per token), {:.1f} MFLOP per token (fwd+bwd)\n",
+             ps.numel() / 1e6, trainer.model().active_params() / 1e6,
+             trainer.model().flops_per_token() / 1e6);
+  fmt::print("memory: params {:.1f} MiB, grads {:.1f} MiB, optimizer {:.1f} MiB\n",
+             ps.bytes_params() / 1048576.0, ps.bytes_params() / 1048576.0,
+             ps.bytes_moments() / 1048576.0);
+  std::fflush(stdout);
+
+  core::TrainResult r = trainer.run();
+  fmt::print("activations: {:.1f} MiB\n", trainer.model().activations().bytes() / 1048576.0);
+  std::string summary = fmt::format("final: step {} | train loss {:.4f}", r.steps, r.final_loss);
+  if (r.final_eval_loss >= 0) summary += fmt::format(" | eval loss {:.4f}", r.final_eval_loss);
+  if (r.entropy_floor >= 0) {
+    double loss = r.final_eval_loss >= 0 ? r.final_eval_loss : r.final_loss;
+    double closed = (r.ln_vocab - loss) / (r.ln_vocab - r.entropy_floor);
+    summary += fmt::format(" | entropy floor {:.4f} | ln V {:.4f} | gap closed {:.1f}%",
+                           r.entropy_floor, r.ln_vocab, 100.0 * closed);
+  }
+  fmt::print("{}\n", summary);
+  if (r.interrupted) {
+    fmt::print("stopped by signal after step {}\n", r.steps);
+    return 130;
+  }
+  return 0;
+}
+
+}  // namespace launch
