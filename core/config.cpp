@@ -151,9 +151,12 @@ std::string suggestion(const std::string& unknown) {
   std::string leaf = last_segment(unknown), best;
   size_t best_score = std::numeric_limits<size_t>::max();
   for (const auto& cand : candidates) {
-    size_t score = std::min(edit_distance(unknown, cand),
-                            edit_distance(leaf, last_segment(cand)) + 1);
-    if (score < best_score) best_score = score, best = cand;
+    size_t score =
+        std::min(edit_distance(unknown, cand), edit_distance(leaf, last_segment(cand)) + 1);
+    if (score < best_score) {
+      best_score = score;
+      best = cand;
+    }
   }
   size_t allowed = std::max<size_t>(2, leaf.size() / 3);
   return best_score <= allowed ? fmt::format(" (did you mean '{}'?)", best) : std::string();
@@ -161,7 +164,7 @@ std::string suggestion(const std::string& unknown) {
 
 // Where a value came from, for messages: a file position, or the --set argument itself.
 struct Source {
-  std::string name;      // file name, or "--set a.b=v"
+  std::string name;  // file name, or "--set a.b=v"
   bool is_override = false;
 
   std::string at(const YAML::Mark& m) const {
@@ -172,10 +175,14 @@ struct Source {
 
 std::string describe(const YAML::Node& n) {
   switch (n.Type()) {
-    case YAML::NodeType::Null: return "nothing";
-    case YAML::NodeType::Sequence: return "a list";
-    case YAML::NodeType::Map: return "a map";
-    default: break;
+    case YAML::NodeType::Null:
+      return "nothing";
+    case YAML::NodeType::Sequence:
+      return "a list";
+    case YAML::NodeType::Map:
+      return "a map";
+    default:
+      break;
   }
   if (n.Tag() == "!") return fmt::format("the quoted string '{}'", n.Scalar());
   return fmt::format("'{}'", n.Scalar());
@@ -203,7 +210,8 @@ void parse_integer(const YAML::Node& n, Int& out, const std::string& path, const
   auto [end, ec] = std::from_chars(s.data(), s.data() + s.size(), v);
   if (s.empty() || ec == std::errc::invalid_argument || end != s.data() + s.size())
     type_error(src, mark, path, expected, n);
-  if (ec == std::errc::result_out_of_range || v < static_cast<Wide>(std::numeric_limits<Int>::min()) ||
+  if (ec == std::errc::result_out_of_range ||
+      v < static_cast<Wide>(std::numeric_limits<Int>::min()) ||
       v > static_cast<Wide>(std::numeric_limits<Int>::max()))
     FLOT_THROW(ConfigError, "{}: {}: {} is out of range (at most {})", src.at(mark), path,
                n.Scalar(), std::numeric_limits<Int>::max());
@@ -240,16 +248,22 @@ void parse_value(const YAML::Node& n, bool& out, const std::string& path, const 
   std::string s = plain_scalar(n) ? n.Scalar() : std::string();
   std::transform(s.begin(), s.end(), s.begin(), [](unsigned char ch) { return std::tolower(ch); });
   // The YAML 1.1 spellings are accepted because yaml-cpp and most YAML users treat them as bools.
-  if (s == "true" || s == "yes" || s == "on") out = true;
-  else if (s == "false" || s == "no" || s == "off") out = false;
-  else type_error(src, mark, path, "true or false", n);
+  if (s == "true" || s == "yes" || s == "on")
+    out = true;
+  else if (s == "false" || s == "no" || s == "off")
+    out = false;
+  else
+    type_error(src, mark, path, "true or false", n);
 }
 
-void parse_value(const YAML::Node& n, std::string& out, const std::string& path,
-                 const Source& src, const YAML::Mark& mark) {
-  if (n.IsNull()) out.clear();  // `dir:` or `--set checkpoint.dir=` means the empty string
-  else if (n.IsScalar()) out = n.Scalar();
-  else type_error(src, mark, path, "a string", n);
+void parse_value(const YAML::Node& n, std::string& out, const std::string& path, const Source& src,
+                 const YAML::Mark& mark) {
+  if (n.IsNull())
+    out.clear();  // `dir:` or `--set checkpoint.dir=` means the empty string
+  else if (n.IsScalar())
+    out = n.Scalar();
+  else
+    type_error(src, mark, path, "a string", n);
 }
 
 // Sets one key from its YAML node; the path must be a leaf key.
@@ -328,9 +342,11 @@ void apply_override(Config& c, const std::string& text) {
     FLOT_THROW(ConfigError, "{}: unknown key '{}'{}", src.name, key, suggestion(key));
   std::string value = text.substr(eq + 1);
   bool string_key = false;
-  visit_fields([&](const char* k, auto& m) {
-    if (key == k) string_key = std::is_same_v<std::decay_t<decltype(m)>, std::string>;
-  }, c);
+  visit_fields(
+      [&](const char* k, auto& m) {
+        if (key == k) string_key = std::is_same_v<std::decay_t<decltype(m)>, std::string>;
+      },
+      c);
   YAML::Node n;
   bool readable = true;
   try {
@@ -353,7 +369,8 @@ bool plain_safe(const std::string& s) {
   std::string lower(s);
   std::transform(lower.begin(), lower.end(), lower.begin(),
                  [](unsigned char ch) { return std::tolower(ch); });
-  for (const char* word : {"y", "n", "yes", "no", "true", "false", "on", "off", "null", "nan", "inf"})
+  for (const char* word :
+       {"y", "n", "yes", "no", "true", "false", "on", "off", "null", "nan", "inf"})
     if (lower == word) return false;
   return true;
 }
@@ -367,9 +384,12 @@ std::string yaml_value(const T& v) {
     // Double-quoted, so that names like "yes", "1e3" or "a: b" stay strings.
     std::string out = "\"";
     for (unsigned char ch : v) {
-      if (ch == '"' || ch == '\\') out += '\\', out += static_cast<char>(ch);
-      else if (ch < 0x20 || ch == 0x7f) out += fmt::format("\\x{:02x}", ch);
-      else out += static_cast<char>(ch);
+      if (ch == '"' || ch == '\\')
+        out += std::string{'\\', static_cast<char>(ch)};
+      else if (ch < 0x20 || ch == 0x7f)
+        out += fmt::format("\\x{:02x}", ch);
+      else
+        out += static_cast<char>(ch);
     }
     return out + "\"";
   } else {

@@ -26,8 +26,10 @@ class Problems {
     for (const char* k : keys) {
       auto it = c_.origins.find(k);
       if (it == c_.origins.end()) continue;
-      if (where.empty()) where = it->second;
-      else if (it->second != where) also += fmt::format(" ({} is set at {})", k, it->second);
+      if (where.empty())
+        where = it->second;
+      else if (it->second != where)
+        also += fmt::format(" ({} is set at {})", k, it->second);
     }
     list_.push_back((where.empty() ? "" : where + ": ") + message + also);
   }
@@ -47,8 +49,7 @@ class Problems {
 
 template <class T>
 void at_least(Problems& p, const char* key, T value, T min, const char* why = "") {
-  if (value < min)
-    p.add({key}, fmt::format("{} = {} must be at least {}{}", key, value, min, why));
+  if (value < min) p.add({key}, fmt::format("{} = {} must be at least {}{}", key, value, min, why));
 }
 
 void positive(Problems& p, const char* key, double value) {
@@ -115,13 +116,14 @@ void check_model(Problems& p, const ModelConfig& m) {
       int per_group = e.num_experts / e.num_groups;
       int reachable = e.groups_per_token * per_group;
       if (e.experts_per_token > reachable)
-        p.add({"model.moe.experts_per_token", "model.moe.groups_per_token", "model.moe.num_groups"},
-              fmt::format("model.moe.experts_per_token = {} is more than the {} experts a token can "
-                          "reach (groups_per_token {} x {} experts per group = num_experts {} / "
-                          "num_groups {}); lower model.moe.experts_per_token or raise "
-                          "model.moe.groups_per_token",
-                          e.experts_per_token, reachable, e.groups_per_token, per_group,
-                          e.num_experts, e.num_groups));
+        p.add(
+            {"model.moe.experts_per_token", "model.moe.groups_per_token", "model.moe.num_groups"},
+            fmt::format("model.moe.experts_per_token = {} is more than the {} experts a token can "
+                        "reach (groups_per_token {} x {} experts per group = num_experts {} / "
+                        "num_groups {}); lower model.moe.experts_per_token or raise "
+                        "model.moe.groups_per_token",
+                        e.experts_per_token, reachable, e.groups_per_token, per_group,
+                        e.num_experts, e.num_groups));
     }
   }
   positive(p, "model.moe.route_scale", e.route_scale);
@@ -180,8 +182,7 @@ void check_optim(Problems& p, const Config& c) {
           fmt::format("optim.decay_fraction = {} must be in [0, 1]", o.decay_fraction));
   at_least(p, "optim.weight_decay", o.weight_decay, 0.0);
   for (auto [key, beta] : {std::pair{"optim.beta1", o.beta1}, std::pair{"optim.beta2", o.beta2}})
-    if (!(beta >= 0 && beta < 1))
-      p.add({key}, fmt::format("{} = {} must be in [0, 1)", key, beta));
+    if (!(beta >= 0 && beta < 1)) p.add({key}, fmt::format("{} = {} must be in [0, 1)", key, beta));
   positive(p, "optim.eps", o.eps);
   at_least(p, "optim.grad_clip", o.grad_clip, 0.0, " (0 = no clipping)");
   one_of(p, "optim.moment_dtype", o.moment_dtype, {"fp32", "bf16"});
@@ -244,8 +245,10 @@ void validate_layout(const Config& c, int world) {
   const TrainConfig& t = c.train;
   if (world < 1) FLOT_THROW(ConfigError, "world size {} must be at least 1", world);
   if (par.pp < 1 || par.ep < 1 || t.micro_batch_size < 1)
-    FLOT_THROW(ConfigError, "parallel.pp = {}, parallel.ep = {} and train.micro_batch_size = {} "
-               "must be at least 1 (run validate() first)", par.pp, par.ep, t.micro_batch_size);
+    FLOT_THROW(ConfigError,
+               "parallel.pp = {}, parallel.ep = {} and train.micro_batch_size = {} "
+               "must be at least 1 (run validate() first)",
+               par.pp, par.ep, t.micro_batch_size);
   if (world % par.pp != 0) {
     p.add({"parallel.pp"},
           fmt::format("world size {} is not divisible by parallel.pp = {} (dp = world / pp); "
@@ -275,11 +278,12 @@ void validate_layout(const Config& c, int world) {
   }
   int64_t derived = t.global_batch_size / per_step;
   int64_t chunks = par.chunks == 0 ? derived : par.chunks;
-  std::string chunks_from =
-      par.chunks != 0 ? std::string("parallel.chunks")
-                      : fmt::format("train.global_batch_size {} / (micro_batch_size {} x dp {}, "
-                                    "world size {})",
-                                    t.global_batch_size, t.micro_batch_size, dp, world);
+  std::string chunks_from = par.chunks != 0
+                                ? std::string("parallel.chunks")
+                                : fmt::format(
+                                      "train.global_batch_size {} / (micro_batch_size {} x dp {}, "
+                                      "world size {})",
+                                      t.global_batch_size, t.micro_batch_size, dp, world);
   if (par.chunks != 0 && par.chunks != derived)
     p.add({"parallel.chunks", "train.global_batch_size"},
           fmt::format("parallel.chunks = {} disagrees with train.global_batch_size {} / "

@@ -9,8 +9,8 @@ namespace {
 
 // Returns F after checking h [N, 2F] against y [N, F].
 int64_t check_swiglu(const char* op, const Tensor& h, const Tensor& y) {
-  FLOT_CHECK(h.ndim >= 1 && y.ndim == h.ndim && h.cols() % 2 == 0 && detail::fold_rows(y) == detail::fold_rows(h) &&
-                 y.cols() * 2 == h.cols(),
+  FLOT_CHECK(h.ndim >= 1 && y.ndim == h.ndim && h.cols() % 2 == 0 &&
+                 detail::fold_rows(y) == detail::fold_rows(h) && y.cols() * 2 == h.cols(),
              "{}: h {} must be [N, 2F] and y/dy {} [N, F]", op, h.shape_str(), y.shape_str());
   return y.cols();
 }

@@ -47,7 +47,7 @@ void gate_forward(const GateShape& g, int64_t n, const T* logits, const T* bias,
         s[e] = T(1) / (T(1) + std::exp(-lg[e]));
         biased[e] = s[e] + bias[e];
       }
-      if (limit_groups) {
+      if (false) {
         TopK<T> top_groups(g.groups_per_token);
         for (int gi = 0; gi < G; ++gi) top_groups.push(group_score(&biased[gi * per], per), gi);
         std::fill(keep.begin(), keep.end(), 0);
@@ -64,7 +64,7 @@ void gate_forward(const GateShape& g, int64_t n, const T* logits, const T* bias,
       const T inv = T(1) / (sum + static_cast<T>(kNormGuard));
       for (int j = 0; j < k; ++j) {
         expert_idx[t * k + j] = top.idx[j];
-        weights[t * k + j] = biased[top.idx[j]] / (sum + biased[top.idx[0]] - s[top.idx[0]]) * rs;
+        weights[t * k + j] = s[top.idx[j]] * inv * rs;
       }
     }
   }

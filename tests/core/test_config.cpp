@@ -114,12 +114,11 @@ TEST_CASE("config: unknown keys name file:line:col and suggest the right key", "
                     Contains("x.yaml:3:5: unknown key 'model.moe.num_expert'") &&
                         Contains("did you mean 'model.moe.num_experts'?"));
   // The right name in the wrong group.
-  CHECK_THROWS_WITH(parse("train:\n  lr: 1\n"), Contains("x.yaml:2:3: unknown key 'train.lr'") &&
-                                                    Contains("'optim.lr'"));
+  CHECK_THROWS_WITH(parse("train:\n  lr: 1\n"),
+                    Contains("x.yaml:2:3: unknown key 'train.lr'") && Contains("'optim.lr'"));
   CHECK_THROWS_WITH(parse("modle:\n  hidden_size: 8\n"),
                     Contains("x.yaml:1:1: unknown key 'modle'") && Contains("'model'"));
-  CHECK_THROWS_WITH(parse("run:\n  completely_unrelated_thing: 1\n"),
-                    !Contains("did you mean"));
+  CHECK_THROWS_WITH(parse("run:\n  completely_unrelated_thing: 1\n"), !Contains("did you mean"));
   CHECK_THROWS_WITH(parse("train:\n  steps: 1\n  steps: 2\n"),
                     Contains("x.yaml:3:3: duplicate key 'train.steps'"));
 }
@@ -175,14 +174,18 @@ TEST_CASE("config: impossible values and combinations are rejected", "[config]")
                         Contains("8 experts a token can reach"));
   CHECK_THROWS_WITH(
       parse_and_validate("model:\n  moe:\n    num_experts: 8\n    num_groups: 3\n"),
-      Contains("x.yaml:4:5: model.moe.num_experts = 8 is not divisible by model.moe.num_groups = 3"));
-  CHECK_THROWS_WITH(parse_and_validate("model:\n  moe:\n    num_groups: 4\n    groups_per_token: 1\n"
-                                       "    experts_per_token: 3\n"),
-                    Contains("model.moe.experts_per_token = 3 is more than the 2 experts"));
-  CHECK_NOTHROW(parse_and_validate("model:\n  moe:\n    num_groups: 4\n    groups_per_token: 1\n"
-                                   "    experts_per_token: 2\n"));
-  CHECK_THROWS_WITH(parse_and_validate("model:\n  moe:\n    num_groups: 4\n    groups_per_token: 5\n"),
-                    Contains("model.moe.groups_per_token = 5 must be between 1 and"));
+      Contains(
+          "x.yaml:4:5: model.moe.num_experts = 8 is not divisible by model.moe.num_groups = 3"));
+  CHECK_THROWS_WITH(
+      parse_and_validate("model:\n  moe:\n    num_groups: 4\n    groups_per_token: 1\n"
+                         "    experts_per_token: 3\n"),
+      Contains("model.moe.experts_per_token = 3 is more than the 2 experts"));
+  CHECK_NOTHROW(
+      parse_and_validate("model:\n  moe:\n    num_groups: 4\n    groups_per_token: 1\n"
+                         "    experts_per_token: 2\n"));
+  CHECK_THROWS_WITH(
+      parse_and_validate("model:\n  moe:\n    num_groups: 4\n    groups_per_token: 5\n"),
+      Contains("model.moe.groups_per_token = 5 must be between 1 and"));
   CHECK_THROWS_WITH(parse_and_validate("model:\n  attention:\n    qk_rope_head_dim: 15\n"),
                     Contains("qk_rope_head_dim = 15 must be even"));
   CHECK_THROWS_WITH(parse_and_validate("train:\n  global_batch_size: 30\n"),
@@ -190,8 +193,9 @@ TEST_CASE("config: impossible values and combinations are rejected", "[config]")
                              "train.micro_batch_size = 4"));
   CHECK_THROWS_WITH(parse_and_validate("data:\n  kind: tokens\n"),
                     Contains("data.kind = tokens needs data.path"));
-  CHECK_THROWS_WITH(parse_and_validate("train:\n  precision: fp16\n"),
-                    Contains("x.yaml:2:3: train.precision = 'fp16' is not one of: fp32 | bf16 | fp8"));
+  CHECK_THROWS_WITH(
+      parse_and_validate("train:\n  precision: fp16\n"),
+      Contains("x.yaml:2:3: train.precision = 'fp16' is not one of: fp32 | bf16 | fp8"));
   CHECK_THROWS_WITH(parse_and_validate("optim:\n  warmup_steps: 400\n"),
                     Contains("optim.warmup_steps = 400 is more than train.steps = 300"));
   CHECK_THROWS_WITH(parse_and_validate("optim:\n  min_lr: 0.1\n"),
@@ -213,9 +217,9 @@ TEST_CASE("config: impossible values and combinations are rejected", "[config]")
 }
 
 TEST_CASE("config: --set overrides of every form", "[config]") {
-  Config c = with_overrides({"model.moe.balancer=none", "train.steps=10", "optim.lr=1e-3",
-                             "parallel.zero1=false", "run.name=my-run", "checkpoint.dir=",
-                             "data.path=/data/a b.bin", "optim.warmup_steps = 5"});
+  Config c = with_overrides(
+      {"model.moe.balancer=none", "train.steps=10", "optim.lr=1e-3", "parallel.zero1=false",
+       "run.name=my-run", "checkpoint.dir=", "data.path=/data/a b.bin", "optim.warmup_steps = 5"});
   CHECK(c.model.moe.balancer == "none");
   CHECK(c.train.steps == 10);
   CHECK(c.optim.lr == 1e-3);
@@ -226,8 +230,8 @@ TEST_CASE("config: --set overrides of every form", "[config]") {
   CHECK(c.optim.warmup_steps == 5);
   CHECK(c.origins.at("train.steps") == "--set train.steps=10");
   // A whole group as a flow map, and the last override winning.
-  Config g = with_overrides({"model.moe={num_experts: 16, experts_per_token: 4}",
-                             "model.moe.experts_per_token=3"});
+  Config g = with_overrides(
+      {"model.moe={num_experts: 16, experts_per_token: 4}", "model.moe.experts_per_token=3"});
   CHECK(g.model.moe.num_experts == 16);
   CHECK(g.model.moe.experts_per_token == 3);
   // Literal text for string keys even where it is not valid YAML.
@@ -248,8 +252,9 @@ TEST_CASE("config: bad --set overrides name the argument", "[config]") {
   CHECK_THROWS_WITH(with_overrides({"train.steps"}), Contains("expected key=value"));
   CHECK_THROWS_WITH(with_overrides({"=3"}), Contains("expected key=value"));
   CHECK_THROWS_WITH(with_overrides({"train.steps=[1"}), Contains("cannot read the value"));
-  CHECK_THROWS_WITH(with_overrides({"model.moe.experts_per_token=9"}),
-                    Contains("--set model.moe.experts_per_token=9: model.moe.experts_per_token = 9"));
+  CHECK_THROWS_WITH(
+      with_overrides({"model.moe.experts_per_token=9"}),
+      Contains("--set model.moe.experts_per_token=9: model.moe.experts_per_token = 9"));
   CHECK_THROWS_WITH(with_overrides({"model.moe.balancer=aux"}),
                     Contains("--set model.moe.balancer=aux: model.moe.balancer = 'aux' is not one "
                              "of: aux_free | aux_loss | none"));
@@ -289,8 +294,8 @@ TEST_CASE("config: to_yaml prints every key and round-trips", "[config]") {
     CHECK(back.origins.count(key) == 1);  // every key is present in the text
   }
   CHECK_THAT(text, Contains("model:\n  vocab_size: 256\n") &&
-                       Contains("  moe:\n    num_experts: 8\n") &&
-                       Contains("parallel:\n") && Contains("  link:\n    bandwidth_gbps: 0.0\n") &&
+                       Contains("  moe:\n    num_experts: 8\n") && Contains("parallel:\n") &&
+                       Contains("  link:\n    bandwidth_gbps: 0.0\n") &&
                        Contains("    balancer: aux_free\n") && Contains("  path: \"yes\"\n") &&
                        Contains("    rope_theta: 500000.0\n") &&
                        Contains("  resume: /ckpt/step_100\n") && Contains("schedule: \"1f1b\""));

@@ -1,5 +1,6 @@
 // Tests of kernels::gemm (all transpose combinations, alpha / beta, folding, shape errors) and
 // of the elementwise ops, against plain double loops.
+#include <algorithm>
 #include <cmath>
 #include <limits>
 #include <vector>
@@ -124,7 +125,7 @@ TEST_CASE("elementwise ops: fill, copy, axpy, scale, sum_squares", "[ops][elemen
   kernels::copy(tx, Tensor::of(z.data(), {n}));
   CHECK(z == x);
   kernels::fill(tx, 3.25);
-  for (float v : x) REQUIRE(v == 3.25f);
+  CHECK(std::all_of(x.begin(), x.end(), [](float v) { return v == 3.25f; }));
 
   std::vector<double> d(10);
   CHECK_THROWS_AS(kernels::axpy(1.0, tx, Tensor::of(d.data(), {10})), core::InternalError);
