@@ -2,6 +2,9 @@
 // inputs and shifted targets. The mapping is the whole determinism contract: sequence i of step s
 // is train window s * G + i wherever it is computed, so any dp / micro-batch layout of the same
 // global batch trains on the same tokens.
+#include <algorithm>
+#include <vector>
+
 #include "core/data/dataset.hpp"
 #include "core/error.hpp"
 

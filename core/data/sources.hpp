@@ -8,6 +8,7 @@
 #pragma once
 
 #include <cstdint>
+#include <cstring>
 #include <memory>
 #include <string>
 
@@ -41,6 +42,15 @@ inline uint64_t uniform_below(uint64_t h, uint64_t n) {
 inline uint64_t split_tag(Split s) {
   return s == Split::train ? 0x747261696e5f5f5full /* "train___" */
                            : 0x76616c5f5f5f5f5full /* "val_____" */;
+}
+
+// A little-endian value at any address: the .idx arrays are not aligned, and memcpy is the legal
+// unaligned read (compilers turn it into one load).
+template <class T>
+T load(const unsigned char* p) {
+  T v;
+  std::memcpy(&v, p, sizeof(T));
+  return v;
 }
 
 enum class TokenType { u8, i16, u16, i32, u32, i64 };

@@ -2,9 +2,7 @@
 // region and a trailing validation region; token-range checks at open time or per window.
 #include <algorithm>
 #include <cmath>
-#include <cstring>
 #include <limits>
-#include <type_traits>
 
 #include "core/data/sources.hpp"
 #include "core/error.hpp"
@@ -17,13 +15,6 @@ namespace {
 
 // Tag of the window-offset draw, so it never coincides with another use of the same counters.
 constexpr uint64_t kOffsetTag = 0x6f66667365745f5full;  // "offset__"
-
-template <class T>
-T load(const unsigned char* p) {
-  T v;
-  std::memcpy(&v, p, sizeof(T));  // the .idx arrays are not aligned; memcpy is the legal read
-  return v;
-}
 
 // Copies n tokens, returning the index of the first one outside [0, vocab), or -1.
 template <class T>

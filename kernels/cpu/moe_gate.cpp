@@ -47,7 +47,7 @@ void gate_forward(const GateShape& g, int64_t n, const T* logits, const T* bias,
         s[e] = T(1) / (T(1) + std::exp(-lg[e]));
         biased[e] = s[e] + bias[e];
       }
-      if (false) {
+      if (limit_groups) {
         TopK<T> top_groups(g.groups_per_token);
         for (int gi = 0; gi < G; ++gi) top_groups.push(group_score(&biased[gi * per], per), gi);
         std::fill(keep.begin(), keep.end(), 0);

@@ -61,7 +61,7 @@ void grouped_gemm(int64_t m, int64_t n, int64_t kd, int e_count, const T* A, con
       if (kd == 0) {
         c.setZero();
       } else if (trans_b) {
-        c.noalias() = alpha * (a * ConstMap<T>(B + e * n * kd, n, kd).transpose());
+        c.noalias() = alpha * (a * ConstMap<T>(B, n, kd).transpose());
       } else {
         c.noalias() = alpha * (a * ConstMap<T>(B + e * kd * n, kd, n));
       }
