@@ -1,5 +1,6 @@
 // Launchers for causal attention: q, k [B*T, H, Dqk], v, out [B*T, H, Dv], lse [B, H, T].
 #include "kernels/cpu/attention.hpp"
+
 #include "kernels/cpu/dispatch.hpp"
 #include "kernels/ops.hpp"
 
@@ -55,9 +56,9 @@ void attention_backward(Context& ctx, const Tensor& dout, const Tensor& q, const
   if (s.B == 0 || s.H == 0) return;
   detail::dispatch_float(dt, op, [&](auto tag) {
     using T = decltype(tag);
-    cpu::attention_backward<T>(s, dout.ptr<T>(), q.ptr<T>(), k.ptr<T>(), v.ptr<T>(),
-                               out.ptr<T>(), lse.ptr<T>(), static_cast<T>(scale), dq.ptr<T>(),
-                               dk.ptr<T>(), dv.ptr<T>());
+    cpu::attention_backward<T>(s, dout.ptr<T>(), q.ptr<T>(), k.ptr<T>(), v.ptr<T>(), out.ptr<T>(),
+                               lse.ptr<T>(), static_cast<T>(scale), dq.ptr<T>(), dk.ptr<T>(),
+                               dv.ptr<T>());
   });
 }
 

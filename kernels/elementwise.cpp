@@ -1,6 +1,7 @@
 // Launchers for the elementwise ops (fill, copy, axpy, scale, sum_squares).
-#include "kernels/cpu/dispatch.hpp"
 #include "kernels/cpu/elementwise.hpp"
+
+#include "kernels/cpu/dispatch.hpp"
 #include "kernels/ops.hpp"
 
 namespace kernels {
@@ -16,9 +17,9 @@ void fill(const Tensor& x, double value) {
 
 void copy(const Tensor& src, const Tensor& dst) {
   detail::require_cpu("copy", {&src, &dst});
-  FLOT_CHECK(src.numel() == dst.numel() && src.dtype == dst.dtype,
-             "copy: src {} {} into dst {} {}", src.shape_str(), core::dtype_name(src.dtype),
-             dst.shape_str(), core::dtype_name(dst.dtype));
+  FLOT_CHECK(src.numel() == dst.numel() && src.dtype == dst.dtype, "copy: src {} {} into dst {} {}",
+             src.shape_str(), core::dtype_name(src.dtype), dst.shape_str(),
+             core::dtype_name(dst.dtype));
   if (src.numel() == 0 || src.data == dst.data) return;
   // Any dtype: a copy never interprets the bits.
   cpu::copy_bytes(src.data, dst.data, src.bytes());

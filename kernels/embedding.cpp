@@ -1,6 +1,7 @@
 // Launchers for the token embedding: shape checks and a token range check before any lookup.
-#include "kernels/cpu/dispatch.hpp"
 #include "kernels/cpu/embedding.hpp"
+
+#include "kernels/cpu/dispatch.hpp"
 #include "kernels/ops.hpp"
 
 namespace kernels {
@@ -13,8 +14,8 @@ void check_tokens(const char* op, const Tensor& tokens, int64_t V) {
   const int32_t* t = tokens.ptr<int32_t>();
   const int64_t N = tokens.numel();
   for (int64_t n = 0; n < N; ++n)
-    FLOT_CHECK(t[n] >= 0 && t[n] < V, "{}: token {} at position {} outside the table of {} rows", op,
-               t[n], n, V);
+    FLOT_CHECK(t[n] >= 0 && t[n] < V, "{}: token {} at position {} outside the table of {} rows",
+               op, t[n], n, V);
 }
 
 }  // namespace

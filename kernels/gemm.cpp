@@ -1,6 +1,7 @@
 // Launcher for kernels::gemm: folds views to 2-D, checks the product's shapes, dispatches.
-#include "kernels/cpu/dispatch.hpp"
 #include "kernels/cpu/gemm.hpp"
+
+#include "kernels/cpu/dispatch.hpp"
 #include "kernels/ops.hpp"
 
 namespace kernels {

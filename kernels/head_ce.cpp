@@ -1,8 +1,9 @@
 // Launchers for the fused output head + cross-entropy: x [N, D], W [V, D], targets i32 [N].
+#include "kernels/cpu/head_ce.hpp"
+
 #include <array>
 
 #include "kernels/cpu/dispatch.hpp"
-#include "kernels/cpu/head_ce.hpp"
 #include "kernels/ops.hpp"
 
 namespace kernels {
@@ -55,8 +56,8 @@ void head_ce_backward(Context& ctx, const Tensor& x, const Tensor& W, const Tens
   if (N == 0 || (dx.empty() && dW.empty())) return;
   detail::dispatch_float(dt, op, [&](auto tag) {
     using T = decltype(tag);
-    cpu::head_ce_backward<T>(x.ptr<T>(), W.ptr<T>(), targets.ptr<int32_t>(), lse.ptr<T>(), N, D,
-                             V, static_cast<T>(scale), dx.empty() ? nullptr : dx.ptr<T>(),
+    cpu::head_ce_backward<T>(x.ptr<T>(), W.ptr<T>(), targets.ptr<int32_t>(), lse.ptr<T>(), N, D, V,
+                             static_cast<T>(scale), dx.empty() ? nullptr : dx.ptr<T>(),
                              dW.empty() ? nullptr : dW.ptr<T>());
   });
 }

@@ -1,16 +1,19 @@
 // Launchers for RMSNorm: x and y are [N, D] views (higher ranks fold to rows), w [D], rstd [N].
-#include "kernels/cpu/dispatch.hpp"
 #include "kernels/cpu/norm.hpp"
+
+#include "kernels/cpu/dispatch.hpp"
 #include "kernels/ops.hpp"
 
 namespace kernels {
 
 namespace {
 
-// Folds x to [N, D] and checks that `other` (y, dy or dx) has exactly x's shape.
+// x folds to [N, D]; `other` (y, dy or dx) must fold to the same [N, D] ([B, T, D] against
+// [B*T, D] is fine, a different row length is not).
 void check_rows(const char* what, const Tensor& x, const Tensor& other) {
-  FLOT_CHECK(x.ndim >= 1 && x.same_shape(other), "{} has shape {}, expected x's {}", what,
-             other.shape_str(), x.shape_str());
+  FLOT_CHECK(x.ndim >= 1 && other.ndim >= 1 && detail::fold_rows(x) == detail::fold_rows(other) &&
+                 x.cols() == other.cols(),
+             "{} has shape {}, expected x's {}", what, other.shape_str(), x.shape_str());
 }
 
 }  // namespace

@@ -1,6 +1,7 @@
 // Launcher for RoPE: x [B*T, H, Dh], the rotated slice inside every head, whole sequences.
-#include "kernels/cpu/dispatch.hpp"
 #include "kernels/cpu/rope.hpp"
+
+#include "kernels/cpu/dispatch.hpp"
 #include "kernels/ops.hpp"
 
 namespace kernels {

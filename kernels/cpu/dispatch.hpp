@@ -45,8 +45,12 @@ inline int64_t fold_rows(const core::Tensor& t) {
 template <class F>
 void dispatch_float(core::DType dtype, const char* op, F&& f) {
   switch (dtype) {
-    case core::DType::f32: f(float{}); return;
-    case core::DType::f64: f(double{}); return;
+    case core::DType::f32:
+      f(float{});
+      return;
+    case core::DType::f64:
+      f(double{});
+      return;
     default:
       FLOT_THROW(core::InternalError, "{}: no implementation for dtype {}", op,
                  core::dtype_name(dtype));

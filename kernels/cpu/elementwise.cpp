@@ -50,10 +50,10 @@ double sum_squares(const T* x, int64_t n) {
   return s;
 }
 
-#define FLOT_INSTANTIATE(T)                      \
-  template void fill<T>(T*, int64_t, T);         \
+#define FLOT_INSTANTIATE(T)                        \
+  template void fill<T>(T*, int64_t, T);           \
   template void axpy<T>(T, const T*, T*, int64_t); \
-  template void scale<T>(T*, int64_t, T);        \
+  template void scale<T>(T*, int64_t, T);          \
   template double sum_squares<T>(const T*, int64_t);
 FLOT_INSTANTIATE(float)
 FLOT_INSTANTIATE(double)

@@ -35,8 +35,8 @@ void embedding_backward(const T* dout, const int32_t* tokens, int64_t N, int64_t
   }
 }
 
-#define FLOT_INSTANTIATE(T)                                                                    \
-  template void embedding_forward<T>(const T*, const int32_t*, int64_t, int64_t, T*);          \
+#define FLOT_INSTANTIATE(T)                                                           \
+  template void embedding_forward<T>(const T*, const int32_t*, int64_t, int64_t, T*); \
   template void embedding_backward<T>(const T*, const int32_t*, int64_t, int64_t, T*);
 FLOT_INSTANTIATE(float)
 FLOT_INSTANTIATE(double)

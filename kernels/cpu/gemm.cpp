@@ -22,8 +22,8 @@ void product(const MA& a, const MB& b, MatMap<T>& c, T alpha, T beta) {
 }  // namespace
 
 template <class T>
-void gemm(int64_t M, int64_t N, int64_t K, const T* A, bool trans_a, const T* B, bool trans_b,
-          T* C, T alpha, T beta) {
+void gemm(int64_t M, int64_t N, int64_t K, const T* A, bool trans_a, const T* B, bool trans_b, T* C,
+          T alpha, T beta) {
   MatMap<T> c(C, M, N);
   if (K == 0) {
     // Eigen would still read C for beta != 0; an empty sum leaves beta * C.

@@ -10,7 +10,7 @@ namespace kernels::cpu {
 // Outside an OpenMP parallel region Eigen splits the product over the OpenMP threads; inside one
 // (per-head attention, per-expert loops) it runs on the calling thread only.
 template <class T>
-void gemm(int64_t M, int64_t N, int64_t K, const T* A, bool trans_a, const T* B, bool trans_b,
-          T* C, T alpha, T beta);
+void gemm(int64_t M, int64_t N, int64_t K, const T* A, bool trans_a, const T* B, bool trans_b, T* C,
+          T alpha, T beta);
 
 }  // namespace kernels::cpu

@@ -83,10 +83,10 @@ void head_ce_backward(const T* x, const T* W, const int32_t* targets, const T* l
   }
 }
 
-#define FLOT_INSTANTIATE(T)                                                                   \
-  template void head_ce_forward<T>(const T*, const T*, const int32_t*, int64_t, int64_t,      \
-                                   int64_t, T*, T*, HeadCeChunks);                            \
-  template void head_ce_backward<T>(const T*, const T*, const int32_t*, const T*, int64_t,    \
+#define FLOT_INSTANTIATE(T)                                                                       \
+  template void head_ce_forward<T>(const T*, const T*, const int32_t*, int64_t, int64_t, int64_t, \
+                                   T*, T*, HeadCeChunks);                                         \
+  template void head_ce_backward<T>(const T*, const T*, const int32_t*, const T*, int64_t,        \
                                     int64_t, int64_t, T, T*, T*, HeadCeChunks);
 FLOT_INSTANTIATE(float)
 FLOT_INSTANTIATE(double)

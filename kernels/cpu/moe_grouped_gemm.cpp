@@ -6,6 +6,11 @@
 // threads. The rest run in an OpenMP loop over experts, largest first (dynamic schedule, so the
 // longest jobs do not end up last); inside that parallel region Eigen sees omp_get_num_threads()
 // > 1 and stays single-threaded (Eigen/src/Core/products/Parallelizer.h), so nothing nests.
+// GCC 12 reports a false -Wmaybe-uninitialized inside Eigen's AVX-512 double GEMM packing
+// (avx512fintrin.h, _mm512_unpacklo_pd); it fires where the GEMM is instantiated, i.e. here.
+#if defined(__GNUC__) && !defined(__clang__)
+#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
+#endif
 #include <Eigen/Core>
 
 #include <algorithm>
@@ -61,7 +66,7 @@ void grouped_gemm(int64_t m, int64_t n, int64_t kd, int e_count, const T* A, con
       if (kd == 0) {
         c.setZero();
       } else if (trans_b) {
-        c.noalias() = alpha * (a * ConstMap<T>(B, n, kd).transpose());
+        c.noalias() = alpha * (a * ConstMap<T>(B + e * n * kd, n, kd).transpose());
       } else {
         c.noalias() = alpha * (a * ConstMap<T>(B + e * kd * n, kd, n));
       }

@@ -32,8 +32,8 @@ void swiglu_backward(const T* dy, const T* h, int64_t N, int64_t F, T* dh) {
   }
 }
 
-#define FLOT_INSTANTIATE(T)                                              \
-  template void swiglu_forward<T>(const T*, int64_t, int64_t, T*);       \
+#define FLOT_INSTANTIATE(T)                                        \
+  template void swiglu_forward<T>(const T*, int64_t, int64_t, T*); \
   template void swiglu_backward<T>(const T*, const T*, int64_t, int64_t, T*);
 FLOT_INSTANTIATE(float)
 FLOT_INSTANTIATE(double)

@@ -66,9 +66,11 @@ void check_forward(const Shape& s, double tol) {
   naive_attention(s, q, k, v, scale, want_out, want_lse);
   double worst_out = 0, worst_lse = 0;
   for (size_t i = 0; i < nv; ++i)
-    worst_out = std::max(worst_out, std::fabs(out[i] - want_out[i]) / std::max(1.0, std::fabs(want_out[i])));
+    worst_out = std::max(worst_out,
+                         std::fabs(out[i] - want_out[i]) / std::max(1.0, std::fabs(want_out[i])));
   for (size_t i = 0; i < lse.size(); ++i)
-    worst_lse = std::max(worst_lse, std::fabs(lse[i] - want_lse[i]) / std::max(1.0, std::fabs(want_lse[i])));
+    worst_lse = std::max(worst_lse,
+                         std::fabs(lse[i] - want_lse[i]) / std::max(1.0, std::fabs(want_lse[i])));
   INFO("B " << s.B << " T " << s.T << " H " << s.H << " Dqk " << s.Dqk << " Dv " << s.Dv);
   CHECK(worst_out <= tol);
   CHECK(worst_lse <= tol);
@@ -78,7 +80,8 @@ void check_forward(const Shape& s, double tol) {
 void check_backward(const Shape& s) {
   kernels::Context ctx;
   const size_t nq = size_t(s.B) * s.T * s.H * s.Dqk, nv = size_t(s.B) * s.T * s.H * s.Dv;
-  auto q = testing::random_vector<double>(nq, 41, 1.5), k = testing::random_vector<double>(nq, 42, 1.5);
+  auto q = testing::random_vector<double>(nq, 41, 1.5),
+       k = testing::random_vector<double>(nq, 42, 1.5);
   auto v = testing::random_vector<double>(nv, 43), r = testing::random_vector<double>(nv, 44);
   std::vector<double> out(nv), lse(size_t(s.B) * s.H * s.T);
   const double scale = 0.7;
@@ -146,9 +149,9 @@ TEST_CASE("attention rejects inconsistent shapes", "[ops][attention]") {
   CHECK_THROWS_AS(kernels::attention_forward(ctx, tq, Tensor::of(bad.data(), {10, 1, 6}), tv, 5,
                                              1.0, tout, tlse),
                   core::InternalError);
-  CHECK_THROWS_AS(kernels::attention_forward(ctx, tq, tq, tv, 5, 1.0, tout,
-                                             Tensor::of(bad.data(), {2, 2, 4})),
-                  core::InternalError);
+  CHECK_THROWS_AS(
+      kernels::attention_forward(ctx, tq, tq, tv, 5, 1.0, tout, Tensor::of(bad.data(), {2, 2, 4})),
+      core::InternalError);
   CHECK_THROWS_AS(kernels::attention_backward(ctx, tout, tq, tq, tv, tout, tlse, 5, 1.0, tq, tq,
                                               Tensor::of(bad.data(), {10, 2, 3})),
                   core::InternalError);

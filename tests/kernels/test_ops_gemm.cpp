@@ -46,8 +46,8 @@ void check_gemm_case(int M, int N, int K, bool ta, bool tb, double alpha, double
   double worst = 0;
   for (int i = 0; i < M * N; ++i)
     worst = std::max(worst, std::fabs(C[i] - want[i]) / std::max(1.0, std::fabs(want[i])));
-  INFO("M " << M << " N " << N << " K " << K << " ta " << ta << " tb " << tb << " alpha "
-            << alpha << " beta " << beta);
+  INFO("M " << M << " N " << N << " K " << K << " ta " << ta << " tb " << tb << " alpha " << alpha
+            << " beta " << beta);
   CHECK(worst <= tol);
 }
 
@@ -115,7 +115,8 @@ TEST_CASE("elementwise ops: fill, copy, axpy, scale, sum_squares", "[ops][elemen
   kernels::axpy(0.5, tx, ty);
   for (int i = 0; i < n; i += 997) CHECK(y[i] == Approx(y0[i] + 0.5f * x[i]).epsilon(1e-6));
   kernels::scale(ty, -2.0);
-  for (int i = 0; i < n; i += 997) CHECK(y[i] == Approx(-2.0f * (y0[i] + 0.5f * x[i])).epsilon(1e-6));
+  for (int i = 0; i < n; i += 997)
+    CHECK(y[i] == Approx(-2.0f * (y0[i] + 0.5f * x[i])).epsilon(1e-6));
 
   double want = 0;
   for (float v : x) want += static_cast<double>(v) * v;

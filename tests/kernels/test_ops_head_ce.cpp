@@ -65,7 +65,8 @@ void check_forward(bool small_chunks, double tol) {
 
 void check_backward(bool small_chunks) {
   kernels::Context ctx;
-  auto x = testing::random_vector<double>(N * D, 61, 2.0), W = testing::random_vector<double>(V * D, 62, 2.0);
+  auto x = testing::random_vector<double>(N * D, 61, 2.0),
+       W = testing::random_vector<double>(V * D, 62, 2.0);
   std::vector<double> losses(N), lse(N);
   const double scale = 0.37;
   auto forward = [&] {
@@ -85,8 +86,8 @@ void check_backward(bool small_chunks) {
   std::vector<double> dx(N * D, std::numeric_limits<double>::quiet_NaN());
   std::vector<double> dW_init = testing::random_vector<double>(V * D, 63), dW = dW_init;
   if (small_chunks)
-    kernels::cpu::head_ce_backward<double>(x.data(), W.data(), kTargets.data(), lse.data(), N, D,
-                                           V, scale, dx.data(), dW.data(), kSmall);
+    kernels::cpu::head_ce_backward<double>(x.data(), W.data(), kTargets.data(), lse.data(), N, D, V,
+                                           scale, dx.data(), dW.data(), kSmall);
   else
     kernels::head_ce_backward(ctx, Tensor::of(x.data(), {N, D}), Tensor::of(W.data(), {V, D}),
                               Tensor::of(kTargets.data(), {N}), Tensor::of(lse.data(), {N}), scale,
@@ -116,14 +117,17 @@ TEST_CASE("head_ce backward matches finite differences", "[ops][head_ce]") {
 TEST_CASE("head_ce backward skips absent outputs", "[ops][head_ce]") {
   kernels::Context ctx;
   auto x = testing::random_vector<double>(N * D, 71), W = testing::random_vector<double>(V * D, 72);
-  std::vector<double> losses(N), lse(N), dx(N * D), dx_only(N * D), dW(V * D, 0.0), dW_only(V * D, 0.0);
+  std::vector<double> losses(N), lse(N), dx(N * D), dx_only(N * D), dW(V * D, 0.0),
+      dW_only(V * D, 0.0);
   auto tx = Tensor::of(x.data(), {N, D}), tW = Tensor::of(W.data(), {V, D});
   auto tt = Tensor::of(kTargets.data(), {N}), tlse = Tensor::of(lse.data(), {N});
   kernels::head_ce_forward(ctx, tx, tW, tt, Tensor::of(losses.data(), {N}), tlse);
   kernels::head_ce_backward(ctx, tx, tW, tt, tlse, 1.0, Tensor::of(dx.data(), {N, D}),
                             Tensor::of(dW.data(), {V, D}));
-  kernels::head_ce_backward(ctx, tx, tW, tt, tlse, 1.0, Tensor::of(dx_only.data(), {N, D}), Tensor());
-  kernels::head_ce_backward(ctx, tx, tW, tt, tlse, 1.0, Tensor(), Tensor::of(dW_only.data(), {V, D}));
+  kernels::head_ce_backward(ctx, tx, tW, tt, tlse, 1.0, Tensor::of(dx_only.data(), {N, D}),
+                            Tensor());
+  kernels::head_ce_backward(ctx, tx, tW, tt, tlse, 1.0, Tensor(),
+                            Tensor::of(dW_only.data(), {V, D}));
   CHECK(dx_only == dx);
   CHECK(dW_only == dW);
 }

@@ -12,7 +12,9 @@ using core::Tensor;
 
 namespace {
 
-double rel_err(double got, double want) { return std::fabs(got - want) / std::max(1.0, std::fabs(want)); }
+double rel_err(double got, double want) {
+  return std::fabs(got - want) / std::max(1.0, std::fabs(want));
+}
 
 }  // namespace
 
@@ -21,7 +23,8 @@ TEST_CASE("rmsnorm forward and gradients", "[ops][rmsnorm]") {
   for (auto [N, D] : {std::pair<int, int>{6, 8}, {300, 256}}) {
     INFO("N " << N << " D " << D);
     const double eps = 1e-5;
-    auto x = testing::random_vector<double>(N * D, 81, 2.0), w = testing::random_vector<double>(D, 82);
+    auto x = testing::random_vector<double>(N * D, 81, 2.0),
+         w = testing::random_vector<double>(D, 82);
     auto r = testing::random_vector<double>(N * D, 83);
     std::vector<double> y(N * D), rstd(N);
     // [B, T, D] view: rows fold.
@@ -34,7 +37,8 @@ TEST_CASE("rmsnorm forward and gradients", "[ops][rmsnorm]") {
       for (int d = 0; d < D; ++d) ss += x[n * D + d] * x[n * D + d];
       const double want_r = 1.0 / std::sqrt(ss / D + eps);
       worst = std::max(worst, rel_err(rstd[n], want_r));
-      for (int d = 0; d < D; ++d) worst = std::max(worst, rel_err(y[n * D + d], x[n * D + d] * want_r * w[d]));
+      for (int d = 0; d < D; ++d)
+        worst = std::max(worst, rel_err(y[n * D + d], x[n * D + d] * want_r * w[d]));
     }
     CHECK(worst <= 1e-13);
 
@@ -53,12 +57,14 @@ TEST_CASE("rmsnorm forward and gradients", "[ops][rmsnorm]") {
     testing::check_gradient("dw", w, dw, loss);
   }
   std::vector<double> a(12), b(4), c(3);
-  CHECK_THROWS_AS(kernels::rmsnorm_forward(ctx, Tensor::of(a.data(), {3, 4}), Tensor::of(c.data(), {3}),
-                                           1e-5, Tensor::of(a.data(), {3, 4}), Tensor::of(c.data(), {3})),
-                  core::InternalError);
-  CHECK_THROWS_AS(kernels::rmsnorm_forward(ctx, Tensor::of(a.data(), {3, 4}), Tensor::of(b.data(), {4}),
-                                           1e-5, Tensor::of(a.data(), {4, 3}), Tensor::of(c.data(), {3})),
-                  core::InternalError);
+  CHECK_THROWS_AS(
+      kernels::rmsnorm_forward(ctx, Tensor::of(a.data(), {3, 4}), Tensor::of(c.data(), {3}), 1e-5,
+                               Tensor::of(a.data(), {3, 4}), Tensor::of(c.data(), {3})),
+      core::InternalError);
+  CHECK_THROWS_AS(
+      kernels::rmsnorm_forward(ctx, Tensor::of(a.data(), {3, 4}), Tensor::of(b.data(), {4}), 1e-5,
+                               Tensor::of(a.data(), {4, 3}), Tensor::of(c.data(), {3})),
+      core::InternalError);
 }
 
 namespace {
@@ -75,7 +81,8 @@ std::vector<double> direct_rope(const RopeCase& c, const std::vector<T>& x, bool
   for (int row = 0; row < c.B * c.T; ++row)
     for (int h = 0; h < c.H; ++h)
       for (int i = 0; i < c.rope_dim / 2; ++i) {
-        const double a = (inverse ? -1.0 : 1.0) * (row % c.T) * std::pow(c.theta, -2.0 * i / c.rope_dim);
+        const double a =
+            (inverse ? -1.0 : 1.0) * (row % c.T) * std::pow(c.theta, -2.0 * i / c.rope_dim);
         const size_t p = (size_t(row) * c.H + h) * c.Dh + c.offset + 2 * i;
         y[p] = double(x[p]) * std::cos(a) - double(x[p + 1]) * std::sin(a);
         y[p + 1] = double(x[p]) * std::sin(a) + double(x[p + 1]) * std::cos(a);
@@ -134,10 +141,10 @@ TEST_CASE("rope gradient is the inverse rotation", "[ops][rope]") {
   CHECK_NOTHROW(kernels::rope(ctx, tb, c.T, 4, 4, 10.0, false));
   CHECK_THROWS_AS(kernels::rope(ctx, tb, c.T, 6, 4, 10.0, false), core::InternalError);  // past Dh
   CHECK_THROWS_AS(kernels::rope(ctx, tb, c.T, 0, 3, 10.0, false), core::InternalError);  // odd
-  CHECK_THROWS_AS(kernels::rope(ctx, tb, 3, 0, 4, 10.0, false), core::InternalError);  // 10 % 3
-  CHECK_THROWS_AS(kernels::rope(ctx, Tensor::of(buf.data(), {c.B * c.T, c.H * c.Dh}), c.T, 0, 4,
-                                10.0, false),
-                  core::InternalError);
+  CHECK_THROWS_AS(kernels::rope(ctx, tb, 3, 0, 4, 10.0, false), core::InternalError);    // 10 % 3
+  CHECK_THROWS_AS(
+      kernels::rope(ctx, Tensor::of(buf.data(), {c.B * c.T, c.H * c.Dh}), c.T, 0, 4, 10.0, false),
+      core::InternalError);
 }
 
 TEST_CASE("swiglu forward and gradient", "[ops][swiglu]") {
@@ -145,7 +152,8 @@ TEST_CASE("swiglu forward and gradient", "[ops][swiglu]") {
   for (auto [N, F] : {std::pair<int, int>{6, 5}, {200, 200}}) {
     INFO("N " << N << " F " << F);
     // Amplitude 12 reaches the saturated ends of the sigmoid.
-    auto h = testing::random_vector<double>(N * 2 * F, 101, 12.0), r = testing::random_vector<double>(N * F, 102);
+    auto h = testing::random_vector<double>(N * 2 * F, 101, 12.0),
+         r = testing::random_vector<double>(N * F, 102);
     std::vector<double> y(N * F);
     auto th = Tensor::of(h.data(), {N, 2 * F}), ty = Tensor::of(y.data(), {N, F});
     kernels::swiglu_forward(ctx, th, ty);
@@ -161,17 +169,21 @@ TEST_CASE("swiglu forward and gradient", "[ops][swiglu]") {
       return testing::dot(r, y);
     };
     std::vector<double> dh(N * 2 * F, std::numeric_limits<double>::quiet_NaN());
-    kernels::swiglu_backward(ctx, Tensor::of(r.data(), {N, F}), th, Tensor::of(dh.data(), {N, 2 * F}));
+    kernels::swiglu_backward(ctx, Tensor::of(r.data(), {N, F}), th,
+                             Tensor::of(dh.data(), {N, 2 * F}));
     testing::check_gradient("dh", h, dh, loss);
   }
   std::vector<float> hf(24), yf(12);
-  CHECK_THROWS_AS(kernels::swiglu_forward(ctx, Tensor::of(hf.data(), {4, 6}), Tensor::of(yf.data(), {4, 3, 1})),
-                  core::InternalError);
-  CHECK_THROWS_AS(kernels::swiglu_forward(ctx, Tensor::of(hf.data(), {3, 8}), Tensor::of(yf.data(), {3, 3})),
-                  core::InternalError);
+  CHECK_THROWS_AS(
+      kernels::swiglu_forward(ctx, Tensor::of(hf.data(), {4, 6}), Tensor::of(yf.data(), {4, 3, 1})),
+      core::InternalError);
+  CHECK_THROWS_AS(
+      kernels::swiglu_forward(ctx, Tensor::of(hf.data(), {3, 8}), Tensor::of(yf.data(), {3, 3})),
+      core::InternalError);
   std::vector<double> yd(12);
-  CHECK_THROWS_AS(kernels::swiglu_forward(ctx, Tensor::of(hf.data(), {4, 6}), Tensor::of(yd.data(), {4, 3})),
-                  core::InternalError);
+  CHECK_THROWS_AS(
+      kernels::swiglu_forward(ctx, Tensor::of(hf.data(), {4, 6}), Tensor::of(yd.data(), {4, 3})),
+      core::InternalError);
 }
 
 TEST_CASE("embedding lookup, scatter-add gradient, token range", "[ops][embedding]") {
@@ -180,7 +192,8 @@ TEST_CASE("embedding lookup, scatter-add gradient, token range", "[ops][embeddin
     INFO("N " << N << " V " << V << " D " << D);
     std::vector<int32_t> tokens(N);
     for (int n = 0; n < N; ++n) tokens[n] = int32_t((n * 7 + n / 3) % V);  // repeats on purpose
-    auto table = testing::random_vector<double>(V * D, 111), r = testing::random_vector<double>(N * D, 112);
+    auto table = testing::random_vector<double>(V * D, 111),
+         r = testing::random_vector<double>(N * D, 112);
     std::vector<double> out(N * D);
     auto tt = Tensor::of(tokens.data(), {N}), tout = Tensor::of(out.data(), {N, D});
     auto ttable = Tensor::of(table.data(), {V, D});
@@ -194,15 +207,16 @@ TEST_CASE("embedding lookup, scatter-add gradient, token range", "[ops][embeddin
       return testing::dot(r, out);
     };
     std::vector<double> init = testing::random_vector<double>(V * D, 113), dtable = init;
-    kernels::embedding_backward(ctx, Tensor::of(r.data(), {N, D}), tt, Tensor::of(dtable.data(), {V, D}));
+    kernels::embedding_backward(ctx, Tensor::of(r.data(), {N, D}), tt,
+                                Tensor::of(dtable.data(), {V, D}));
     for (int i = 0; i < V * D; ++i) dtable[i] -= init[i];
     testing::check_gradient("dtable", table, dtable, loss);
   }
   std::vector<float> table(5 * 3), out(2 * 3);
   std::vector<int32_t> tokens = {1, 5};
   auto call = [&] {
-    kernels::embedding_forward(ctx, Tensor::of(table.data(), {5, 3}), Tensor::of(tokens.data(), {2}),
-                               Tensor::of(out.data(), {2, 3}));
+    kernels::embedding_forward(ctx, Tensor::of(table.data(), {5, 3}),
+                               Tensor::of(tokens.data(), {2}), Tensor::of(out.data(), {2, 3}));
   };
   CHECK_THROWS_WITH(call(), Catch::Contains("token 5 at position 1"));
   tokens[1] = -1;
@@ -210,7 +224,8 @@ TEST_CASE("embedding lookup, scatter-add gradient, token range", "[ops][embeddin
   tokens[1] = 4;
   CHECK_NOTHROW(call());
   CHECK(out[3] == table[12]);
-  CHECK_THROWS_AS(kernels::embedding_backward(ctx, Tensor::of(out.data(), {2, 3}), Tensor::of(tokens.data(), {2}),
-                                              Tensor::of(table.data(), {3, 5})),
-                  core::InternalError);
+  CHECK_THROWS_AS(
+      kernels::embedding_backward(ctx, Tensor::of(out.data(), {2, 3}),
+                                  Tensor::of(tokens.data(), {2}), Tensor::of(table.data(), {3, 5})),
+      core::InternalError);
 }

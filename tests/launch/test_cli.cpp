@@ -1,0 +1,67 @@
+// The command line as users meet it: help, exit codes and messages for bad input.
+#include <catch2/catch.hpp>
+#include <unistd.h>
+
+#include <fstream>
+
+#include "run_binary.hpp"
+
+using namespace testing;
+using Catch::Matchers::Contains;
+
+TEST_CASE("help is available for the binary and every subcommand", "[cli]") {
+  for (std::string args : {"--help", "train --help", "bench --help"}) {
+    auto r = run_flotilla(args);
+    INFO(args << "\n" << r.output);
+    CHECK(r.code == 0);
+    CHECK_THAT(r.output, Contains("--config"));
+  }
+  auto r = run_flotilla("");
+  CHECK(r.code == 2);
+  auto v = run_flotilla("--version");
+  CHECK(v.code == 0);
+  CHECK_THAT(v.output, Contains("flotilla"));
+}
+
+TEST_CASE("an unknown key in a config file fails with file:line:column and exit code 2", "[cli]") {
+  std::string dir = temp_dir("cli-unknown");
+  std::ofstream(dir + "/bad.yaml") << "run:\n  name: x\nmodel:\n  hidden_sise: 64\n";
+  auto r = run_flotilla("train --config " + dir + "/bad.yaml --run-dir " + dir + "/run");
+  INFO(r.output);
+  CHECK(r.code == 2);
+  CHECK_THAT(r.output, Contains("bad.yaml:4:3") && Contains("model.hidden_sise"));
+  CHECK_THAT(r.output, Contains("hidden_size"));  // the suggestion
+}
+
+TEST_CASE("a wrong type or an impossible combination fails with exit code 2 before training", "[cli]") {
+  std::string dir = temp_dir("cli-bad");
+  auto r = run_flotilla("train --set train.steps=many --run-dir " + dir);
+  INFO(r.output);
+  CHECK(r.code == 2);
+  CHECK_THAT(r.output, Contains("train.steps"));
+  auto c = run_flotilla("train --set model.moe.experts_per_token=9 --run-dir " + dir);
+  INFO(c.output);
+  CHECK(c.code == 2);
+  CHECK_THAT(c.output, Contains("experts_per_token"));
+  CHECK_THAT(c.output, !Contains("step 1/"));
+}
+
+TEST_CASE("settings this build cannot run yet are refused with the key and exit code 2", "[cli]") {
+  std::string dir = temp_dir("cli-unsupported");
+  auto r = run_flotilla("train --set train.precision=fp8 --run-dir " + dir);
+  INFO(r.output);
+  CHECK(r.code == 2);
+  CHECK_THAT(r.output, Contains("train.precision"));
+  auto d = run_flotilla("train --set runtime.device=cuda --run-dir " + dir);
+  CHECK(d.code == 2);
+  CHECK_THAT(d.output, Contains("runtime.device"));
+}
+
+TEST_CASE("a missing data file fails with a data error and exit code 2", "[cli]") {
+  std::string dir = temp_dir("cli-data");
+  auto r = run_flotilla("train --set data.kind=tokens --set data.path=" + dir +
+                        "/nope.bin --run-dir " + dir + "/run");
+  INFO(r.output);
+  CHECK(r.code == 2);
+  CHECK_THAT(r.output, Contains("nope.bin"));
+}
