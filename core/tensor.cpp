@@ -20,6 +20,13 @@ int64_t Tensor::numel() const {
   return n;
 }
 
+int64_t Tensor::rows() const {
+  if (ndim == 0) return 0;
+  int64_t r = 1;  // not numel / last dim: the last dimension may be 0
+  for (int i = 0; i < ndim - 1; ++i) r *= shape[i];
+  return r;
+}
+
 int64_t Tensor::size(int d) const {
   if (d < 0) d += ndim;
   FLOT_CHECK(d >= 0 && d < ndim, "dimension {} of a {}-d tensor", d, ndim);

@@ -39,7 +39,7 @@ struct Tensor {
   // size(-1) is the last dimension.
   int64_t size(int d) const;
   // Rows of a 2-D view of this tensor: every dimension but the last folded together.
-  int64_t rows() const { return ndim == 0 ? 0 : numel() / shape[ndim - 1]; }
+  int64_t rows() const;
   int64_t cols() const { return ndim == 0 ? 0 : shape[ndim - 1]; }
 
   template <class T>

@@ -27,8 +27,8 @@ struct HeadViews {
 };
 
 // Per-thread score scratch, kept between calls. A fresh [tile, T] block per call is an mmap of
-// new pages each time (glibc serves >= 128 KiB that way), and zeroing those pages cost ~8% of
-// attention in profiles. It only caches memory; no result depends on its contents.
+// new pages each time (glibc serves >= 128 KiB that way), and the kernel zeroing those pages took
+// 5-8% of attention time in profiles. It only caches memory; no result depends on its contents.
 template <class T>
 T* thread_scratch(size_t elems) {
   thread_local Eigen::Matrix<T, Eigen::Dynamic, 1> buf;

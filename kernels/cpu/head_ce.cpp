@@ -14,7 +14,8 @@ namespace kernels::cpu {
 template <class T>
 void head_ce_forward(const T* x, const T* W, const int32_t* targets, int64_t N, int64_t D,
                      int64_t V, T* losses, T* lse, HeadCeChunks chunks) {
-  const int64_t tc = std::min(chunks.tokens, N), vcmax = std::min(chunks.vocab, V);
+  const int64_t tc = std::min(std::max<int64_t>(1, chunks.tokens), N);
+  const int64_t vcmax = std::min(std::max<int64_t>(1, chunks.vocab), V);
   RowMat<T> block(tc, vcmax);
   // Running max and sum per token across vocab chunks; kept in double since a sum over 100k+
   // terms is formed from per-chunk partial sums.
@@ -52,7 +53,8 @@ void head_ce_forward(const T* x, const T* W, const int32_t* targets, int64_t N, 
 template <class T>
 void head_ce_backward(const T* x, const T* W, const int32_t* targets, const T* lse, int64_t N,
                       int64_t D, int64_t V, T scale, T* dx, T* dW, HeadCeChunks chunks) {
-  const int64_t tc = std::min(chunks.tokens, N), vcmax = std::min(chunks.vocab, V);
+  const int64_t tc = std::min(std::max<int64_t>(1, chunks.tokens), N);
+  const int64_t vcmax = std::min(std::max<int64_t>(1, chunks.vocab), V);
   RowMat<T> block(tc, vcmax);
   for (int64_t n0 = 0; n0 < N; n0 += tc) {
     const int64_t nc = std::min(tc, N - n0);
