@@ -23,14 +23,17 @@ inline int moe_threads(const Context& ctx) {
 // the normalizer keeps the weights finite and is far below the rounding of any real sum.
 constexpr double kNormGuard = 1e-20;
 
+// The largest k (and groups_per_token) TopK holds; the launchers check against it.
+constexpr int kMaxTopK = 64;
+
 // Top-k by value with ties to the lower index, kept sorted descending. Candidates must be pushed
 // in ascending index order: an equal value then never displaces an earlier one. Works for -inf
 // values (no sentinel) and leaves NaN candidates last.
-template <class T, int kMax = 64>
+template <class T>
 struct TopK {
   int k = 0, n = 0;
-  T val[kMax];
-  int idx[kMax];
+  T val[kMaxTopK];
+  int idx[kMaxTopK];
   explicit TopK(int k_) : k(k_) {}
   void push(T v, int i) {
     if (n == k && !(v > val[k - 1])) return;
@@ -44,8 +47,6 @@ struct TopK {
     idx[p] = i;
   }
 };
-// The largest k (and group count) TopK holds; the launchers check against it.
-constexpr int kMaxTopK = 64;
 
 // Index of the first value outside [0, limit), or -1 when all are in range.
 int64_t first_out_of_range(const int32_t* v, int64_t n, int64_t limit);

@@ -58,7 +58,7 @@ inline void check_gradient(const std::string& name, std::vector<double>& x,
     x[i] = saved;
     double num = (lp - lm) / (2 * h);
     double err = std::fabs(num - analytic[i]) / std::max({1.0, std::fabs(num), std::fabs(analytic[i])});
-    if (err > worst) {
+    if (!(err <= worst)) {  // NaN counts as the worst error, never as a pass
       worst = err;
       worst_i = i;
       worst_a = analytic[i];
@@ -67,7 +67,7 @@ inline void check_gradient(const std::string& name, std::vector<double>& x,
   }
   INFO(name << ": worst relative error " << worst << " at index " << worst_i << " (analytic "
             << worst_a << ", numeric " << worst_n << ")");
-  CHECK(worst <= tol);
+  CHECK(worst <= tol);  // false for NaN
 }
 
 // Sum of r[i] * y[i]: the scalar whose gradient w.r.t. y is r (the usual projection for checks).

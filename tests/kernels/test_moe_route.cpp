@@ -133,6 +133,15 @@ TEST_CASE("routing is dropless under extreme imbalance and with no tokens", "[mo
     CHECK_NOTHROW(kernels::moe_combine(ctx, rows, wts, pairs, rows));
     CHECK_NOTHROW(kernels::moe_combine_backward(ctx, rows, rows, wts, pairs, rows, wts));
   }
+  SECTION("zero-width rows: combine_backward still writes dweights = 0") {
+    core::Context ctx;
+    std::vector<int32_t> pos = {1, 0, 3, 2};
+    std::vector<float> w = {0.5f, 0.5f, 1.0f, 2.0f}, dw(4, NAN);
+    Tensor empty2(nullptr, core::DType::f32, {2, 0}), empty4(nullptr, core::DType::f32, {4, 0});
+    kernels::moe_combine_backward(ctx, empty2, empty4, Tensor::of(w.data(), {2, 2}),
+                                  Tensor::of(pos.data(), {4}), empty4, Tensor::of(dw.data(), {2, 2}));
+    CHECK(dw == std::vector<float>(4, 0.0f));
+  }
 }
 
 TEST_CASE("permute -> identity experts -> combine returns route_scale * x", "[moe]") {
