@@ -105,7 +105,7 @@ struct ParallelConfig {
 
 struct SyntheticConfig {
   int branching = 16;  // successors of each token in the Markov chain (uniform)
-  int period = 0;      // the sequence repeats itself after this many tokens; 0 = seq_len / 2
+  int period = 16;     // the sequence repeats itself after this many tokens; 0 = seq_len / 2
 };
 
 struct DataConfig {

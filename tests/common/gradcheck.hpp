@@ -47,6 +47,7 @@ inline void check_gradient(const std::string& name, std::vector<double>& x,
   size_t n = x.size();
   size_t stride = n <= max_checks ? 1 : (n + max_checks - 1) / max_checks;
   double worst = 0;
+  bool nan_seen = false;  // NaN never compares greater, so it is tracked on its own
   size_t worst_i = 0;
   double worst_a = 0, worst_n = 0;
   for (size_t i = 0; i < n; i += stride) {
@@ -58,7 +59,10 @@ inline void check_gradient(const std::string& name, std::vector<double>& x,
     x[i] = saved;
     double num = (lp - lm) / (2 * h);
     double err = std::fabs(num - analytic[i]) / std::max({1.0, std::fabs(num), std::fabs(analytic[i])});
-    if (!(err <= worst)) {  // NaN counts as the worst error, never as a pass
+    if (std::isnan(err)) {
+      nan_seen = true;
+      worst_i = i;
+    } else if (err > worst) {
       worst = err;
       worst_i = i;
       worst_a = analytic[i];
@@ -67,7 +71,8 @@ inline void check_gradient(const std::string& name, std::vector<double>& x,
   }
   INFO(name << ": worst relative error " << worst << " at index " << worst_i << " (analytic "
             << worst_a << ", numeric " << worst_n << ")");
-  CHECK(worst <= tol);  // false for NaN
+  CHECK(!nan_seen);
+  CHECK(worst <= tol);
 }
 
 // Sum of r[i] * y[i]: the scalar whose gradient w.r.t. y is r (the usual projection for checks).

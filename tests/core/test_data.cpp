@@ -90,6 +90,8 @@ TEST_CASE("synthetic entropy floor matches the hand-computed value", "[data]") {
   // 63 fresh targets (j = 1..63) of ln 16 nats over 128 targets: 63 * 2.772588722239781 / 128.
   CHECK(make_dataset(c)->entropy_floor() == Approx(1.364633511727392).epsilon(1e-12));
   CHECK_THAT(make_dataset(c)->describe(), Contains("floor=1.3646"));
+  c.data.synthetic.period = 16;  // the tiny config: 15 fresh targets of ln 16 over 128
+  CHECK(make_dataset(c)->entropy_floor() == Approx(0.32491274088747434).epsilon(1e-12));
   c.data.synthetic.period = 200;  // no repeat inside the targets: every target is ln 16
   CHECK(make_dataset(c)->entropy_floor() == Approx(2.772588722239781).epsilon(1e-12));
   c.data.synthetic.period = 1;  // a constant sequence

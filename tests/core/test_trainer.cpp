@@ -1,0 +1,99 @@
+// The optimizer step as a whole: determinism, gradient accumulation equivalence, and the
+// aux-loss-free bias rule applied with the loads of the whole global batch.
+#include <catch2/catch.hpp>
+
+#include <cmath>
+
+#include "core/trainer.hpp"
+#include "layer_harness.hpp"
+
+namespace {
+
+core::Config small_config() {
+  core::Config c;
+  c.model = testing::tiny_model();
+  c.model.vocab_size = 32;
+  c.model.init_std = 0.05;
+  c.train.seq_len = 8;
+  c.train.micro_batch_size = 2;
+  c.train.global_batch_size = 8;
+  c.train.steps = 4;
+  c.train.eval_every = 0;
+  c.optim.warmup_steps = 1;
+  c.data.synthetic.branching = 4;
+  return c;
+}
+
+}  // namespace
+
+TEST_CASE("training is deterministic: the same config gives bitwise identical losses", "[trainer]") {
+  core::Config c = small_config();
+  core::Context ctx;
+  core::Trainer a(c, ctx, "", false), b(c, ctx, "", false);
+  for (int s = 0; s < 3; ++s) {
+    auto ma = a.step(), mb = b.step();
+    CHECK(ma.loss == mb.loss);
+    CHECK(ma.grad_norm == mb.grad_norm);
+  }
+}
+
+TEST_CASE("gradient accumulation over micro-batches equals one large micro-batch", "[trainer]") {
+  core::Config c = small_config();
+  core::Config one = c;
+  one.train.micro_batch_size = 8;  // the whole global batch at once
+  core::Context ctx;
+  core::Trainer a(c, ctx, "", false), b(one, ctx, "", false);
+  for (int s = 0; s < 2; ++s) {
+    auto ma = a.step(), mb = b.step();
+    CHECK(ma.lm_loss == Approx(mb.lm_loss).epsilon(1e-5));
+    CHECK(ma.mtp_loss == Approx(mb.mtp_loss).epsilon(1e-5));
+    CHECK(ma.aux_loss == Approx(mb.aux_loss).epsilon(1e-5));
+    CHECK(ma.grad_norm == Approx(mb.grad_norm).epsilon(1e-4));
+  }
+  auto pa = a.model().params().flat_params(), pb = b.model().params().flat_params();
+  double diff = 0, norm = 0;
+  for (int64_t i = 0; i < pa.numel(); ++i) {
+    diff = std::max(diff, (double)std::fabs(pa.ptr<float>()[i] - pb.ptr<float>()[i]));
+    norm = std::max(norm, (double)std::fabs(pa.ptr<float>()[i]));
+  }
+  CHECK(diff < 1e-5 * std::max(1.0, norm));
+}
+
+TEST_CASE("aux-free bias moves by +-gamma against the global batch loads; it has no gradient", "[trainer][moe]") {
+  core::Config c = small_config();
+  c.model.moe.bias_update_rate = 0.01;
+  core::Context ctx;
+  core::Trainer t(c, ctx, "", false);
+  auto& ps = t.model().params();
+  for (int id = 0; id < ps.size(); ++id)
+    CHECK(ps.spec(id).name.find("e_score_correction_bias") == std::string::npos);
+  t.step();
+  for (core::MoeLayer* moe : t.model().moe_layers()) {
+    const auto& loads = moe->loads();  // counted over the step's 4 micro-batches
+    int64_t total = 0;
+    for (auto v : loads) total += v;
+    CHECK(total == 8 * 8 * c.model.moe.experts_per_token);
+    double mean = static_cast<double>(total) / loads.size();
+    auto bias = ps.buffer(moe->bias_id());
+    for (size_t e = 0; e < loads.size(); ++e) {
+      double expected = loads[e] < mean ? 0.01 : loads[e] > mean ? -0.01 : 0.0;
+      CHECK(bias.ptr<float>()[e] == Approx(expected).margin(1e-9));
+    }
+  }
+}
+
+TEST_CASE("balancer none and aux_loss leave the bias at zero", "[trainer][moe]") {
+  for (std::string b : {"none", "aux_loss"}) {
+    core::Config c = small_config();
+    c.model.moe.balancer = b;
+    core::Context ctx;
+    core::Trainer t(c, ctx, "", false);
+    auto m = t.step();
+    if (b == "none") CHECK(m.aux_loss == 0.0);
+    if (b == "aux_loss") CHECK(m.aux_loss > 0.0);
+    for (core::MoeLayer* moe : t.model().moe_layers()) {
+      auto bias = t.model().params().buffer(moe->bias_id());
+      for (int e = 0; e < bias.numel(); ++e) CHECK(bias.ptr<float>()[e] == 0.0f);
+    }
+  }
+}
