@@ -83,6 +83,12 @@ int ParamStore::add(ParamSpec spec) {
   return static_cast<int>(specs_.size()) - 1;
 }
 
+int ParamStore::find(const std::string& name) const {
+  for (int id = 0; id < size(); ++id)
+    if (specs_[id].name == name) return id;
+  return -1;
+}
+
 int ParamStore::add_buffer(const std::string& name, std::initializer_list<int64_t> shape) {
   FLOT_CHECK(!finalized_, "buffer {} registered after finalize", name);
   buffers_.push_back({name, std::vector<int64_t>(shape), 0});

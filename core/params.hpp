@@ -50,6 +50,8 @@ class ParamStore {
   Tensor moment2(int id) const { return view(v_.get(), moment_dtype_, id); }
   Tensor buffer(int id) const;
   const ParamSpec& spec(int id) const { return specs_[id]; }
+  // The id of the parameter with this (unstacked) name, or -1.
+  int find(const std::string& name) const;
   int size() const { return static_cast<int>(specs_.size()); }
   int num_buffers() const { return static_cast<int>(buffers_.size()); }
   const std::string& buffer_name(int id) const { return buffers_[id].name; }

@@ -8,8 +8,7 @@
 
 namespace core {
 
-AttentionLayer::AttentionLayer(LayerEnv& env, const ModelConfig& m, const std::string& prefix)
-    : Layer(env) {
+Mla::Mla(LayerEnv& env, const ModelConfig& m, const std::string& p) : env_(env) {
   const auto& a = m.attention;
   H_ = a.num_heads;
   dn_ = a.qk_nope_head_dim;
@@ -23,8 +22,6 @@ AttentionLayer::AttentionLayer(LayerEnv& env, const ModelConfig& m, const std::s
   scale_ = 1.0 / std::sqrt(static_cast<double>(dn_ + dr_));
   auto& ps = env.params;
   const double sd = m.init_std;
-  const std::string p = prefix + "self_attn.";
-  w_norm_in_ = add_norm(ps, prefix + "input_layernorm.weight", D_);
   if (qr_ > 0) {
     w_qa_ = add_matrix(ps, p + "q_a_proj.weight", qr_, D_, sd);
     w_qa_norm_ = add_norm(ps, p + "q_a_layernorm.weight", qr_);
@@ -75,17 +72,17 @@ void split_dkv(const T* dk, const T* dvv, int64_t N, int64_t H, int64_t dn, int6
 
 }  // namespace
 
-void AttentionLayer::forward(int slot, const Tensor& x, const Tensor& y) {
+void Mla::forward(int slot, const Tensor& a, const Tensor& out) {
   Context& ctx = env_.ctx;
-  BumpArena& ar = slot_arena(slot);
-  Saved& s = saved(saved_, slot);
-  const int64_t N = x.rows(), T = env_.seq_len, B = N / T;
+  BumpArena& ar = env_.acts.slot(slot);
+  if (static_cast<int>(saved_.size()) <= slot) saved_.resize(slot + 1);
+  Saved& s = saved_[slot];
+  const int64_t N = a.rows(), T = env_.seq_len, B = N / T;
   FLOT_CHECK(N % T == 0, "{} rows are not whole sequences of {}", N, T);
-  const DType dt = dtype();
-  s.x = x;
-  s.rstd_in = ar.alloc(dt, {N});
-  s.a = ar.alloc(dt, {N, D_});
-  kernels::rmsnorm_forward(ctx, x, P(w_norm_in_), eps_, s.a, s.rstd_in);
+  const DType dt = env_.params.dtype();
+  auto P = [&](int id) { return env_.params.param(id); };
+  auto& scratch = env_.acts.scratch();
+  s.a = a;
 
   s.q = ar.alloc(dt, {N, H_, dn_ + dr_});
   if (qr_ > 0) {
@@ -105,13 +102,13 @@ void AttentionLayer::forward(int slot, const Tensor& x, const Tensor& y) {
   s.ckv = ar.alloc(dt, {N, kvr_});
   s.rstd_kv = ar.alloc(dt, {N});
   s.ckvn = ar.alloc(dt, {N, kvr_});
-  ScratchScope scope(scratch());
-  Tensor kpe = scratch().alloc(dt, {N, 1, dr_});
+  ScratchScope scope(scratch);
+  Tensor kpe = scratch.alloc(dt, {N, 1, dr_});
   linear_forward(ctx, s.a, wkva.slice(0, kvr_), s.ckv);
   linear_forward(ctx, s.a, wkva.slice(kvr_, kvr_ + dr_), kpe);
   kernels::rope(ctx, kpe, T, 0, dr_, theta_, false);
   kernels::rmsnorm_forward(ctx, s.ckv, P(w_kva_norm_), eps_, s.ckvn, s.rstd_kv);
-  Tensor kvb = scratch().alloc(dt, {N, H_ * (dn_ + dv_)});
+  Tensor kvb = scratch.alloc(dt, {N, H_ * (dn_ + dv_)});
   linear_forward(ctx, s.ckvn, P(w_kvb_), kvb);
 
   s.k = ar.alloc(dt, {N, H_, dn_ + dr_});
@@ -124,26 +121,26 @@ void AttentionLayer::forward(int slot, const Tensor& x, const Tensor& y) {
   s.o = ar.alloc(dt, {N, H_, dv_});
   s.lse = ar.alloc(dt, {B, H_, T});
   kernels::attention_forward(ctx, s.q, s.k, s.v, T, scale_, s.o, s.lse);
-  linear_forward(ctx, s.o.reshape({N, H_ * dv_}), P(w_o_), y);
-  kernels::axpy(1.0, x, y);  // residual
+  linear_forward(ctx, s.o.reshape({N, H_ * dv_}), P(w_o_), out);
 }
 
-void AttentionLayer::backward_input(int slot, const Tensor& dy, const Tensor& dx) {
+void Mla::backward_input(int slot, const Tensor& dout, const Tensor& da) {
   Context& ctx = env_.ctx;
-  BumpArena& ar = slot_arena(slot);
+  BumpArena& ar = env_.acts.slot(slot);
   Saved& s = saved_.at(slot);
-  const int64_t N = s.x.rows(), T = env_.seq_len;
-  const DType dt = dtype();
-  ScratchScope scope(scratch());
+  const int64_t N = s.a.rows(), T = env_.seq_len;
+  const DType dt = env_.params.dtype();
+  auto P = [&](int id) { return env_.params.param(id); };
+  auto& scratch = env_.acts.scratch();
+  ScratchScope scope(scratch);
 
-  s.dy = ar.alloc(dt, {N, D_});
-  kernels::copy(dy, s.dy);
-  Tensor d_o = scratch().alloc(dt, {N, H_, dv_});
-  linear_backward_input(ctx, dy, P(w_o_), d_o.reshape({N, H_ * dv_}));
+  s.dout = dout;  // the caller keeps it until backward_weight
+  Tensor d_o = scratch.alloc(dt, {N, H_, dv_});
+  linear_backward_input(ctx, dout, P(w_o_), d_o.reshape({N, H_ * dv_}));
 
   s.dq = ar.alloc(dt, {N, H_, dn_ + dr_});
-  Tensor dk = scratch().alloc(dt, {N, H_, dn_ + dr_});
-  Tensor dv = scratch().alloc(dt, {N, H_, dv_});
+  Tensor dk = scratch.alloc(dt, {N, H_, dn_ + dr_});
+  Tensor dv = scratch.alloc(dt, {N, H_, dv_});
   kernels::attention_backward(ctx, d_o, s.q, s.k, s.v, s.o, s.lse, T, scale_, s.dq, dk, dv);
 
   s.dkvb = ar.alloc(dt, {N, H_ * (dn_ + dv_)});
@@ -160,28 +157,26 @@ void AttentionLayer::backward_input(int slot, const Tensor& dy, const Tensor& dx
   kernels::rmsnorm_backward_input(ctx, s.dckvn, s.ckv, P(w_kva_norm_), s.rstd_kv, s.dckv);
 
   kernels::rope(ctx, s.dq, T, dn_, dr_, theta_, true);
-  s.da = ar.alloc(dt, {N, D_});
   if (qr_ > 0) {
     s.dcqn = ar.alloc(dt, {N, qr_});
     s.dcq = ar.alloc(dt, {N, qr_});
     linear_backward_input(ctx, s.dq.reshape({N, H_ * (dn_ + dr_)}), P(w_qb_), s.dcqn);
     kernels::rmsnorm_backward_input(ctx, s.dcqn, s.cq, P(w_qa_norm_), s.rstd_q, s.dcq);
-    linear_backward_input(ctx, s.dcq, P(w_qa_), s.da);
+    linear_backward_input(ctx, s.dcq, P(w_qa_), da);
   } else {
-    linear_backward_input(ctx, s.dq.reshape({N, H_ * (dn_ + dr_)}), P(w_q_), s.da);
+    linear_backward_input(ctx, s.dq.reshape({N, H_ * (dn_ + dr_)}), P(w_q_), da);
   }
   Tensor wkva = P(w_kva_);
-  linear_backward_input(ctx, s.dckv, wkva.slice(0, kvr_), s.da, true);
-  linear_backward_input(ctx, s.dkpe.reshape({N, dr_}), wkva.slice(kvr_, kvr_ + dr_), s.da, true);
-  kernels::rmsnorm_backward_input(ctx, s.da, s.x, P(w_norm_in_), s.rstd_in, dx);
-  kernels::axpy(1.0, dy, dx);  // residual
+  linear_backward_input(ctx, s.dckv, wkva.slice(0, kvr_), da, true);
+  linear_backward_input(ctx, s.dkpe.reshape({N, dr_}), wkva.slice(kvr_, kvr_ + dr_), da, true);
 }
 
-void AttentionLayer::backward_weight(int slot) {
+void Mla::backward_weight(int slot) {
   Context& ctx = env_.ctx;
   Saved& s = saved_.at(slot);
-  const int64_t N = s.x.rows();
-  linear_backward_weight(ctx, s.dy, s.o.reshape({N, H_ * dv_}), G(w_o_));
+  const int64_t N = s.a.rows();
+  auto G = [&](int id) { return env_.params.grad(id); };
+  linear_backward_weight(ctx, s.dout, s.o.reshape({N, H_ * dv_}), G(w_o_));
   linear_backward_weight(ctx, s.dkvb, s.ckvn, G(w_kvb_));
   kernels::rmsnorm_backward_weight(ctx, s.dckvn, s.ckv, s.rstd_kv, G(w_kva_norm_));
   Tensor gkva = G(w_kva_);
@@ -195,7 +190,43 @@ void AttentionLayer::backward_weight(int slot) {
   } else {
     linear_backward_weight(ctx, dq2, s.a, G(w_q_));
   }
-  kernels::rmsnorm_backward_weight(ctx, s.da, s.x, s.rstd_in, G(w_norm_in_));
+  s = Saved{};
+}
+
+AttentionLayer::AttentionLayer(LayerEnv& env, const ModelConfig& m, const std::string& prefix)
+    : Layer(env),
+      eps_(m.rms_norm_eps),
+      w_norm_(add_norm(env.params, prefix + "input_layernorm.weight", m.hidden_size)),
+      mla_(env, m, prefix + "self_attn.") {}
+
+void AttentionLayer::forward(int slot, const Tensor& x, const Tensor& y) {
+  Saved& s = saved(saved_, slot);
+  BumpArena& ar = slot_arena(slot);
+  const int64_t N = x.rows(), D = x.cols();
+  s.x = x;
+  s.rstd = ar.alloc(dtype(), {N});
+  s.a = ar.alloc(dtype(), {N, D});
+  kernels::rmsnorm_forward(env_.ctx, x, P(w_norm_), eps_, s.a, s.rstd);
+  mla_.forward(slot, s.a, y);
+  kernels::axpy(1.0, x, y);  // residual
+}
+
+void AttentionLayer::backward_input(int slot, const Tensor& dy, const Tensor& dx) {
+  Saved& s = saved_.at(slot);
+  BumpArena& ar = slot_arena(slot);
+  // dy is the caller's buffer and may be reused before backward_weight: keep a copy.
+  Tensor dy_kept = ar.alloc(dtype(), {dy.rows(), dy.cols()});
+  kernels::copy(dy, dy_kept);
+  s.da = ar.alloc(dtype(), {dy.rows(), dy.cols()});
+  mla_.backward_input(slot, dy_kept, s.da);
+  kernels::rmsnorm_backward_input(env_.ctx, s.da, s.x, P(w_norm_), s.rstd, dx);
+  kernels::axpy(1.0, dy, dx);  // residual
+}
+
+void AttentionLayer::backward_weight(int slot) {
+  Saved& s = saved_.at(slot);
+  mla_.backward_weight(slot);
+  kernels::rmsnorm_backward_weight(env_.ctx, s.da, s.x, s.rstd, G(w_norm_));
   s = Saved{};
 }
 

@@ -14,9 +14,35 @@
 
 namespace core {
 
+// The attention itself, without input norm and residual: out = W_o Attn(a).
+class Mla {
+ public:
+  // prefix: e.g. "model.layers.3.self_attn." (names are prefix + "q_a_proj.weight" ...).
+  Mla(LayerEnv& env, const ModelConfig& m, const std::string& prefix);
+  // a, out [N, D]; out written.
+  void forward(int slot, const Tensor& a, const Tensor& out);
+  // da [N, D] written.
+  void backward_input(int slot, const Tensor& dout, const Tensor& da);
+  void backward_weight(int slot);
+
+ private:
+  struct Saved {
+    Tensor a, cq, rstd_q, cqn, ckv, rstd_kv, ckvn, q, k, v, o, lse;
+    // gradients kept for the deferred weight pass
+    Tensor dout, dq, dcq, dcqn, dckv, dckvn, dkvb, dkpe;
+  };
+  LayerEnv& env_;
+  int64_t H_, dn_, dr_, dv_, qr_, kvr_, D_;
+  double eps_, theta_, scale_;
+  int w_qa_ = -1, w_qa_norm_ = -1, w_qb_ = -1, w_q_ = -1, w_kva_ = -1, w_kva_norm_ = -1,
+      w_kvb_ = -1, w_o_ = -1;
+  std::vector<Saved> saved_;
+};
+
+// The pre-norm residual layer around Mla: y = x + Mla(RMSNorm(x)).
 class AttentionLayer : public Layer {
  public:
-  // prefix: e.g. "model.layers.3." (names are prefix + "self_attn.q_a_proj.weight" ...).
+  // prefix: e.g. "model.layers.3."
   AttentionLayer(LayerEnv& env, const ModelConfig& m, const std::string& prefix);
   void forward(int slot, const Tensor& x, const Tensor& y) override;
   void backward_input(int slot, const Tensor& dy, const Tensor& dx) override;
@@ -24,14 +50,11 @@ class AttentionLayer : public Layer {
 
  private:
   struct Saved {
-    Tensor x, rstd_in, a, cq, rstd_q, cqn, ckv, rstd_kv, ckvn, q, k, v, o, lse;
-    // gradients kept for the deferred weight pass
-    Tensor dy, da, dq, dcq, dcqn, dckv, dckvn, dkvb, dkpe;
+    Tensor x, rstd, a, da;
   };
-  int64_t H_, dn_, dr_, dv_, qr_, kvr_, D_;
-  double eps_, theta_, scale_;
-  int w_norm_in_ = -1, w_qa_ = -1, w_qa_norm_ = -1, w_qb_ = -1, w_q_ = -1, w_kva_ = -1,
-      w_kva_norm_ = -1, w_kvb_ = -1, w_o_ = -1;
+  double eps_;
+  int w_norm_ = -1;
+  Mla mla_;
   std::vector<Saved> saved_;
 };
 
