@@ -65,3 +65,17 @@ TEST_CASE("a missing data file fails with a data error and exit code 2", "[cli]"
   CHECK(r.code == 2);
   CHECK_THAT(r.output, Contains("nope.bin"));
 }
+
+TEST_CASE("Ctrl-C stops training cleanly after the current step with exit code 130", "[cli]") {
+  std::string dir = temp_dir("cli-sigint");
+  auto r = run_flotilla("train --set train.steps=100000 --set train.eval_every=0 --run-dir " + dir +
+                        " & pid=$!; sleep 4; kill -INT $pid; wait $pid");
+  INFO(r.output);
+  CHECK(r.code == 130);
+  CHECK_THAT(r.output, Contains("stopped by signal after step"));
+  CHECK_THAT(r.output, Contains("final: step"));
+  // every completed step was logged and the file is intact (each line a whole JSON object)
+  std::string metrics = read_text(dir + "/metrics.jsonl");
+  CHECK(!metrics.empty());
+  CHECK(metrics.back() == '\n');
+}
