@@ -15,21 +15,20 @@ Model::Model(const Config& cfg, Context& ctx, DType dtype, int slots)
   embed_ = std::make_unique<Embedding>(env_, m);
   for (int l = 0; l < m.num_layers; ++l) {
     const std::string prefix = "model.layers." + std::to_string(l) + ".";
-    layers_.push_back(std::make_unique<AttentionLayer>(env_, m, prefix));
+    layers_.push_back(make_attention_layer(env_, m, prefix));
     if (l < m.first_dense_layers) {
-      layers_.push_back(std::make_unique<FfnLayer>(env_, m, prefix));
+      layers_.push_back(make_ffn_layer(env_, m, prefix));
     } else {
-      auto moe = std::make_unique<MoeLayer>(env_, m, prefix);
-      moe_.push_back(moe.get());
-      layers_.push_back(std::move(moe));
+      Moe* moe = nullptr;
+      layers_.push_back(make_moe_layer(env_, m, prefix, &moe));
+      moe_.push_back(moe);
     }
   }
   head_ = std::make_unique<HeadLoss>(env_, m, "model.norm.weight", -1);
   for (int k = 1; k <= m.mtp.depth; ++k) {
     int index = m.num_layers + k - 1;
     mtp_.push_back(std::make_unique<MtpModule>(env_, m, index));
-    for (Layer* l : mtp_.back()->layers())
-      if (auto* moe = dynamic_cast<MoeLayer*>(l)) moe_.push_back(moe);
+    if (Moe* moe = mtp_.back()->moe()) moe_.push_back(moe);
     mtp_heads_.push_back(std::make_unique<HeadLoss>(
         env_, m, "model.layers." + std::to_string(index) + ".shared_head.norm.weight",
         head_->head_id()));
@@ -88,7 +87,7 @@ MicroLosses Model::forward(int slot, const data::MicroBatch& mb, const LossScale
     s.mtp_out.push_back(out);
     h = out;
   }
-  for (MoeLayer* moe : moe_) L.aux += moe->balance_loss(slot);
+  for (Moe* moe : moe_) L.aux += moe->balance_loss(slot);
   return L;
 }
 

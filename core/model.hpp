@@ -51,7 +51,7 @@ class Model {
   void release(int slot);
 
   // Every MoE layer, main blocks first, then the MTP blocks.
-  const std::vector<MoeLayer*>& moe_layers() const { return moe_; }
+  const std::vector<Moe*>& moe_layers() const { return moe_; }
   // Model FLOPs per token for forward + backward (3x the forward matmul and attention FLOPs).
   double flops_per_token() const;
   // Parameters used per token (routed experts counted k of E) and in total.
@@ -74,7 +74,7 @@ class Model {
   std::unique_ptr<HeadLoss> head_;
   std::vector<std::unique_ptr<MtpModule>> mtp_;
   std::vector<std::unique_ptr<HeadLoss>> mtp_heads_;
-  std::vector<MoeLayer*> moe_;
+  std::vector<Moe*> moe_;
   std::vector<Saved> saved_;
 };
 

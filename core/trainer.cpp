@@ -77,7 +77,7 @@ StepMetrics Trainer::step() {
   scales.aux = static_cast<double>(cfg_.train.micro_batch_size) / cfg_.train.global_batch_size;
 
   ps.zero_grads();
-  for (MoeLayer* moe : model.moe_layers()) moe->clear_loads();
+  for (Moe* moe : model.moe_layers()) moe->clear_loads();
   // sums: lm loss, lm tokens, aux, then per depth (mtp loss, mtp tokens)
   std::vector<double> sums(3 + 2 * depth, 0.0);
   data::MicroBatch mb;
@@ -98,7 +98,7 @@ StepMetrics Trainer::step() {
   // Data-parallel reduction: gradients, loss sums and expert loads (a no-op in one process).
   parallel::Communicator* comm = ctx_.comm;
   std::vector<double> loads_flat;
-  for (MoeLayer* moe : model.moe_layers())
+  for (Moe* moe : model.moe_layers())
     for (int64_t v : moe->loads()) loads_flat.push_back(static_cast<double>(v));
   if (comm) {
     comm->all_reduce(ps.flat_grads(), parallel::ReduceOp::sum)->wait();

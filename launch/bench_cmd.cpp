@@ -45,14 +45,8 @@ double measure_gemm_peak_gflops(core::Context& ctx) {
 
 int run_bench(const BenchArgs& args) {
   core::Config cfg = core::load_config(args.config, args.overrides);
-  LaunchEnv env = read_launch_env();
-  core::validate_layout(cfg, env.world_size);
-  core::check_supported(cfg, env.world_size);
-  auto comm = parallel::make_single_process_communicator();
-  core::Context ctx;
-  ctx.comm = comm.get();
-  ctx.threads = resolve_threads(cfg.train.threads, env);
-  core::apply_threads(ctx);
+  auto rt = start_runtime(cfg);
+  core::Context& ctx = rt->ctx;
 
   core::Trainer trainer(cfg, ctx, /*run_dir=*/"", /*log=*/false);
   for (int i = 0; i < args.warmup; ++i) trainer.step();

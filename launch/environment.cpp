@@ -1,6 +1,8 @@
 // Reads the job layout from the variables mpirun / Slurm set, and the usable core count.
 #include "launch/environment.hpp"
 
+#include "core/trainer.hpp"
+
 #include <sched.h>
 
 #include <algorithm>
@@ -40,6 +42,22 @@ LaunchEnv read_launch_env() {
 int resolve_threads(int configured, const LaunchEnv& env) {
   if (configured > 0) return configured;
   return std::max(1, env.cores / std::max(1, env.local_size));
+}
+
+std::unique_ptr<Runtime> start_runtime(const core::Config& cfg) {
+  auto rt = std::make_unique<Runtime>();
+  rt->env = read_launch_env();
+  // Layout and feature checks come before any communicator exists: bad input never leaves a
+  // peer waiting in a collective.
+  core::validate_layout(cfg, rt->env.world_size);
+  core::check_supported(cfg, rt->env.world_size);
+  rt->comm = parallel::make_single_process_communicator();
+  rt->ctx.comm = rt->comm.get();
+  rt->ctx.rank = rt->comm->rank();
+  rt->ctx.world_size = rt->comm->size();
+  rt->ctx.threads = resolve_threads(cfg.train.threads, rt->env);
+  core::apply_threads(rt->ctx);
+  return rt;
 }
 
 }  // namespace launch

@@ -4,6 +4,7 @@
 #include <atomic>
 #include <cmath>
 #include <csignal>
+#include <ctime>
 #include <filesystem>
 #include <fstream>
 
@@ -21,30 +22,42 @@ namespace {
 std::atomic<bool> g_stop{false};
 extern "C" void on_signal(int) { g_stop.store(true); }
 
+// A run directory that already holds a run's files keeps them: they move to
+// previous/<time>/ instead of being overwritten (resuming is the checkpoint feature's job).
+std::string archive_previous_run(const std::string& run_dir) {
+  namespace fs = std::filesystem;
+  const char* files[] = {"config.yaml", "metrics.jsonl", "expert_load.csv"};
+  bool any = false;
+  for (const char* f : files) any = any || fs::exists(fs::path(run_dir) / f);
+  if (!any) return "";
+  std::time_t now = std::time(nullptr);
+  char stamp[32];
+  std::strftime(stamp, sizeof stamp, "%Y%m%d-%H%M%S", std::localtime(&now));
+  fs::path dest = fs::path(run_dir) / "previous" / stamp;
+  for (int i = 1; fs::exists(dest); ++i) dest = fs::path(run_dir) / "previous" / fmt::format("{}-{}", stamp, i);
+  fs::create_directories(dest);
+  for (const char* f : files)
+    if (fs::exists(fs::path(run_dir) / f)) fs::rename(fs::path(run_dir) / f, dest / f);
+  return dest.string();
+}
+
 }  // namespace
 
 int run_train(const TrainArgs& args) {
   core::Config cfg = core::load_config(args.config, args.overrides);
-  LaunchEnv env = read_launch_env();
-  core::validate_layout(cfg, env.world_size);
-  core::check_supported(cfg, env.world_size);
+  auto rt = start_runtime(cfg);
+  core::Context& ctx = rt->ctx;
 
   std::string run_dir = args.run_dir.empty() ? "runs/" + cfg.run.name : args.run_dir;
   std::filesystem::create_directories(run_dir);
+  std::string archived = archive_previous_run(run_dir);
+  if (!archived.empty()) fmt::print("previous run's files moved to {}\n", archived);
   const std::string resolved = core::to_yaml(cfg);
   {
     std::ofstream out(run_dir + "/config.yaml");
     out << resolved;
     if (!out) FLOT_THROW(core::DataError, "cannot write {}/config.yaml", run_dir);
   }
-
-  auto comm = parallel::make_single_process_communicator();
-  core::Context ctx;
-  ctx.comm = comm.get();
-  ctx.rank = comm->rank();
-  ctx.world_size = comm->size();
-  ctx.threads = resolve_threads(cfg.train.threads, env);
-  core::apply_threads(ctx);
 
   std::signal(SIGINT, on_signal);
   std::signal(SIGTERM, on_signal);

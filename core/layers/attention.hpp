@@ -6,24 +6,26 @@
 // Scores are scaled by 1/sqrt(qk_nope + qk_rope). Parameter names follow the public checkpoint.
 #pragma once
 
+#include <memory>
 #include <string>
 #include <vector>
 
 #include "core/config.hpp"
 #include "core/layers/layer.hpp"
+#include "core/layers/residual.hpp"
 
 namespace core {
 
 // The attention itself, without input norm and residual: out = W_o Attn(a).
-class Mla {
+class Mla : public Sublayer {
  public:
   // prefix: e.g. "model.layers.3.self_attn." (names are prefix + "q_a_proj.weight" ...).
   Mla(LayerEnv& env, const ModelConfig& m, const std::string& prefix);
   // a, out [N, D]; out written.
-  void forward(int slot, const Tensor& a, const Tensor& out);
+  void forward(int slot, const Tensor& a, const Tensor& out) override;
   // da [N, D] written.
-  void backward_input(int slot, const Tensor& dout, const Tensor& da);
-  void backward_weight(int slot);
+  void backward_input(int slot, const Tensor& dout, const Tensor& da) override;
+  void backward_weight(int slot) override;
 
  private:
   struct Saved {
@@ -39,23 +41,8 @@ class Mla {
   std::vector<Saved> saved_;
 };
 
-// The pre-norm residual layer around Mla: y = x + Mla(RMSNorm(x)).
-class AttentionLayer : public Layer {
- public:
-  // prefix: e.g. "model.layers.3."
-  AttentionLayer(LayerEnv& env, const ModelConfig& m, const std::string& prefix);
-  void forward(int slot, const Tensor& x, const Tensor& y) override;
-  void backward_input(int slot, const Tensor& dy, const Tensor& dx) override;
-  void backward_weight(int slot) override;
-
- private:
-  struct Saved {
-    Tensor x, rstd, a, da;
-  };
-  double eps_;
-  int w_norm_ = -1;
-  Mla mla_;
-  std::vector<Saved> saved_;
-};
+// The block's attention layer: y = x + Mla(RMSNorm(x)); prefix e.g. "model.layers.3.".
+std::unique_ptr<Layer> make_attention_layer(LayerEnv& env, const ModelConfig& m,
+                                            const std::string& prefix);
 
 }  // namespace core

@@ -1,4 +1,4 @@
-// SwiGLU MLP and the dense FFN residual layer.
+// SwiGLU MLP and the dense FFN layer.
 #include "core/layers/mlp.hpp"
 
 #include "kernels/ops.hpp"
@@ -47,41 +47,11 @@ void SwigluMlp::backward_weight(int slot) {
   s = Saved{};
 }
 
-FfnLayer::FfnLayer(LayerEnv& env, const ModelConfig& m, const std::string& prefix)
-    : Layer(env),
-      eps_(m.rms_norm_eps),
-      w_norm_(add_norm(env.params, prefix + "post_attention_layernorm.weight", m.hidden_size)),
-      mlp_(env, prefix + "mlp.", m.hidden_size, m.dense_intermediate_size, m.init_std) {}
-
-void FfnLayer::forward(int slot, const Tensor& x, const Tensor& y) {
-  Saved& s = saved(saved_, slot);
-  BumpArena& ar = slot_arena(slot);
-  const int64_t N = x.rows(), D = x.cols();
-  s.x = x;
-  s.rstd = ar.alloc(dtype(), {N});
-  s.a = ar.alloc(dtype(), {N, D});
-  kernels::rmsnorm_forward(env_.ctx, x, P(w_norm_), eps_, s.a, s.rstd);
-  kernels::copy(x, y);
-  mlp_.forward(slot, s.a, y, /*accumulate=*/true);
-}
-
-void FfnLayer::backward_input(int slot, const Tensor& dy, const Tensor& dx) {
-  Saved& s = saved_.at(slot);
-  BumpArena& ar = slot_arena(slot);
-  // dy is the caller's buffer and may be reused before backward_weight: keep a copy.
-  Tensor dy_kept = ar.alloc(dtype(), {dy.rows(), dy.cols()});
-  kernels::copy(dy, dy_kept);
-  s.da = ar.alloc(dtype(), {dy.rows(), dy.cols()});
-  mlp_.backward_input(slot, dy_kept, s.da, false);
-  kernels::rmsnorm_backward_input(env_.ctx, s.da, s.x, P(w_norm_), s.rstd, dx);
-  kernels::axpy(1.0, dy, dx);
-}
-
-void FfnLayer::backward_weight(int slot) {
-  Saved& s = saved_.at(slot);
-  mlp_.backward_weight(slot);
-  kernels::rmsnorm_backward_weight(env_.ctx, s.da, s.x, s.rstd, G(w_norm_));
-  s = Saved{};
+std::unique_ptr<Layer> make_ffn_layer(LayerEnv& env, const ModelConfig& m, const std::string& prefix) {
+  return std::make_unique<ResidualLayer>(
+      env, prefix + "post_attention_layernorm.weight", m.hidden_size, m.rms_norm_eps,
+      std::make_unique<SwigluMlp>(env, prefix + "mlp.", m.hidden_size, m.dense_intermediate_size,
+                                  m.init_std));
 }
 
 }  // namespace core

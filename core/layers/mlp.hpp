@@ -1,20 +1,22 @@
-// SwiGLU MLP  W2(silu(W1 a) * W3 a), the dense FFN of the first layers and the shared experts,
-// and FfnLayer, the pre-norm residual layer around it (y = x + MLP(RMSNorm(x))).
+// SwiGLU MLP  W2(silu(W1 a) * W3 a): the dense FFN of the first layers (inside a pre-norm
+// residual layer) and the shared experts of the MoE layers.
 //
 // W1 and W3 are stored as one [2I, D] matrix "gate_up_proj" (gate rows first) so that one GEMM
 // computes both; export splits it into the checkpoint's gate_proj / up_proj.
 #pragma once
 
+#include <memory>
 #include <string>
 #include <vector>
 
 #include "core/config.hpp"
 #include "core/layers/layer.hpp"
+#include "core/layers/residual.hpp"
 
 namespace core {
 
-// Not a residual layer: out = MLP(a), used inside FfnLayer and MoeLayer.
-class SwigluMlp {
+// out = MLP(a): the inside of the dense FFN layer, and the shared experts of an MoE layer.
+class SwigluMlp : public Sublayer {
  public:
   // prefix: e.g. "model.layers.0.mlp." or "model.layers.3.mlp.shared_experts.".
   SwigluMlp(LayerEnv& env, const std::string& prefix, int64_t hidden, int64_t intermediate,
@@ -23,7 +25,11 @@ class SwigluMlp {
   void forward(int slot, const Tensor& a, const Tensor& out, bool accumulate);
   // da [N, D] written or added to.
   void backward_input(int slot, const Tensor& dout, const Tensor& da, bool accumulate);
-  void backward_weight(int slot);
+  void backward_weight(int slot) override;
+  void forward(int slot, const Tensor& a, const Tensor& out) override { forward(slot, a, out, false); }
+  void backward_input(int slot, const Tensor& dout, const Tensor& da) override {
+    backward_input(slot, dout, da, false);
+  }
 
  private:
   struct Saved {
@@ -35,21 +41,7 @@ class SwigluMlp {
   std::vector<Saved> saved_;
 };
 
-class FfnLayer : public Layer {
- public:
-  FfnLayer(LayerEnv& env, const ModelConfig& m, const std::string& prefix);
-  void forward(int slot, const Tensor& x, const Tensor& y) override;
-  void backward_input(int slot, const Tensor& dy, const Tensor& dx) override;
-  void backward_weight(int slot) override;
-
- private:
-  struct Saved {
-    Tensor x, rstd, a, da;
-  };
-  double eps_;
-  int w_norm_ = -1;
-  SwigluMlp mlp_;
-  std::vector<Saved> saved_;
-};
+// The dense block FFN: y = x + SwigluMlp(RMSNorm(x)); prefix e.g. "model.layers.0.".
+std::unique_ptr<Layer> make_ffn_layer(LayerEnv& env, const ModelConfig& m, const std::string& prefix);
 
 }  // namespace core

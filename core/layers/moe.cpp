@@ -1,4 +1,4 @@
-// MoE layer: gate -> dispatch -> grouped experts -> combine, forward and backward.
+// DeepSeekMoE: gate -> dispatch -> grouped experts -> combine, forward and backward.
 #include "core/layers/moe.hpp"
 
 #include <algorithm>
@@ -7,7 +7,7 @@
 
 namespace core {
 
-MoeLayer::MoeLayer(LayerEnv& env, const ModelConfig& m, const std::string& prefix) : Layer(env) {
+Moe::Moe(LayerEnv& env, const ModelConfig& m, const std::string& prefix) : env_(env) {
   const auto& moe = m.moe;
   gate_.num_experts = moe.num_experts;
   gate_.top_k = moe.experts_per_token;
@@ -16,7 +16,6 @@ MoeLayer::MoeLayer(LayerEnv& env, const ModelConfig& m, const std::string& prefi
   gate_.route_scale = moe.route_scale;
   D_ = m.hidden_size;
   F_ = moe.expert_intermediate_size;
-  eps_ = m.rms_norm_eps;
   if (moe.balancer == "aux_free") {
     balance_weight_ = moe.sequence_aux_loss_weight;
     balance_segment_ = -1;  // one sequence
@@ -27,7 +26,6 @@ MoeLayer::MoeLayer(LayerEnv& env, const ModelConfig& m, const std::string& prefi
   auto& ps = env.params;
   const std::string p = prefix + "mlp.";
   const int64_t E = gate_.num_experts;
-  w_norm_ = add_norm(ps, prefix + "post_attention_layernorm.weight", D_);
   w_gate_ = add_matrix(ps, p + "gate.weight", E, D_, m.init_std);
   bias_ = ps.add_buffer(p + "gate.e_score_correction_bias", {E});
   ParamSpec w13;
@@ -46,20 +44,20 @@ MoeLayer::MoeLayer(LayerEnv& env, const ModelConfig& m, const std::string& prefi
   loads_.assign(E, 0);
 }
 
-void MoeLayer::forward(int slot, const Tensor& x, const Tensor& y) {
+void Moe::forward(int slot, const Tensor& a, const Tensor& out) {
   Context& ctx = env_.ctx;
-  Saved& s = saved(saved_, slot);
-  BumpArena& ar = slot_arena(slot);
-  const DType dt = dtype();
-  const int64_t N = x.rows(), E = gate_.num_experts, k = gate_.top_k;
-  s.x = x;
-  s.rstd = ar.alloc(dt, {N});
-  s.a = ar.alloc(dt, {N, D_});
-  kernels::rmsnorm_forward(ctx, x, P(w_norm_), eps_, s.a, s.rstd);
+  if (static_cast<int>(saved_.size()) <= slot) saved_.resize(slot + 1);
+  Saved& s = saved_[slot];
+  BumpArena& ar = env_.acts.slot(slot);
+  BumpArena& scratch = env_.acts.scratch();
+  const DType dt = env_.params.dtype();
+  auto P = [&](int id) { return env_.params.param(id); };
+  const int64_t N = a.rows(), E = gate_.num_experts, k = gate_.top_k;
+  s.a = a;
 
   // gate
-  ScratchScope scope(scratch());
-  Tensor logits = scratch().alloc(dt, {N, E});
+  ScratchScope scope(scratch);
+  Tensor logits = scratch.alloc(dt, {N, E});
   linear_forward(ctx, s.a, P(w_gate_), logits);
   s.scores = ar.alloc(dt, {N, E});
   s.idx = ar.alloc(DType::i32, {N, k});
@@ -86,10 +84,12 @@ void MoeLayer::forward(int slot, const Tensor& x, const Tensor& y) {
   kernels::swiglu_forward(ctx, s.h, s.g);
   kernels::grouped_gemm(ctx, s.g, P(w2_), true, s.offsets, s.ys);
 
-  // combine (+ shared experts + residual)
-  kernels::copy(x, y);
-  if (shared_) shared_->forward(slot, s.a, y, /*accumulate=*/true);
-  kernels::moe_combine(ctx, s.ys, s.weights, s.pos, y);
+  // combine (+ shared experts)
+  if (shared_)
+    shared_->forward(slot, s.a, out, /*accumulate=*/false);
+  else
+    kernels::fill(out, 0.0);
+  kernels::moe_combine(ctx, s.ys, s.weights, s.pos, out);
 
   s.aux_loss = 0;
   s.aux_grad = 0;
@@ -100,41 +100,38 @@ void MoeLayer::forward(int slot, const Tensor& x, const Tensor& y) {
   }
 }
 
-void MoeLayer::backward_input(int slot, const Tensor& dy, const Tensor& dx) {
+void Moe::backward_input(int slot, const Tensor& dout, const Tensor& da) {
   Context& ctx = env_.ctx;
   Saved& s = saved_.at(slot);
-  BumpArena& ar = slot_arena(slot);
-  const DType dt = dtype();
-  const int64_t N = s.x.rows(), E = gate_.num_experts, k = gate_.top_k;
-  ScratchScope scope(scratch());
+  BumpArena& ar = env_.acts.slot(slot);
+  BumpArena& scratch = env_.acts.scratch();
+  const DType dt = env_.params.dtype();
+  auto P = [&](int id) { return env_.params.param(id); };
+  const int64_t N = s.a.rows(), E = gate_.num_experts, k = gate_.top_k;
+  ScratchScope scope(scratch);
 
   // combine backward
   s.dys = ar.alloc(dt, {N * k, D_});
-  Tensor dweights = scratch().alloc(dt, {N, k});
-  kernels::moe_combine_backward(ctx, dy, s.ys, s.weights, s.pos, s.dys, dweights);
+  Tensor dweights = scratch.alloc(dt, {N, k});
+  kernels::moe_combine_backward(ctx, dout, s.ys, s.weights, s.pos, s.dys, dweights);
 
   // experts backward (input side)
-  Tensor dg = scratch().alloc(dt, {N * k, F_});
+  Tensor dg = scratch.alloc(dt, {N * k, F_});
   kernels::grouped_gemm(ctx, s.dys, P(w2_), false, s.offsets, dg);
   s.dh = ar.alloc(dt, {N * k, 2 * F_});
   kernels::swiglu_backward(ctx, dg, s.h, s.dh);
-  Tensor dxs = scratch().alloc(dt, {N * k, D_});
+  Tensor dxs = scratch.alloc(dt, {N * k, D_});
   kernels::grouped_gemm(ctx, s.dh, P(w13_), false, s.offsets, dxs);
 
   // dispatch backward
-  s.da = ar.alloc(dt, {N, D_});
-  kernels::fill(s.da, 0.0);
-  kernels::moe_permute_backward(ctx, dxs, s.pos, static_cast<int>(k), s.da);
-  if (shared_) {
-    Tensor dy_kept = ar.alloc(dt, {N, D_});
-    kernels::copy(dy, dy_kept);
-    shared_->backward_input(slot, dy_kept, s.da, /*accumulate=*/true);
-  }
+  kernels::fill(da, 0.0);
+  kernels::moe_permute_backward(ctx, dxs, s.pos, static_cast<int>(k), da);
+  if (shared_) shared_->backward_input(slot, dout, da, /*accumulate=*/true);
 
   // gate backward: through the normalized weights and the balance loss
   Tensor dscores;
   if (balance_weight_ > 0) {
-    dscores = scratch().alloc(dt, {N, E});
+    dscores = scratch.alloc(dt, {N, E});
     kernels::fill(dscores, 0.0);
     int64_t seg = balance_segment_ < 0 ? env_.seq_len : N;
     kernels::balance_loss_backward(ctx, s.scores, static_cast<int>(k), seg, balance_weight_,
@@ -142,23 +139,28 @@ void MoeLayer::backward_input(int slot, const Tensor& dy, const Tensor& dx) {
   }
   s.dlogits = ar.alloc(dt, {N, E});
   kernels::gate_backward(ctx, gate_, dweights, s.scores, s.idx, dscores, s.dlogits);
-  linear_backward_input(ctx, s.dlogits, P(w_gate_), s.da, /*accumulate=*/true);
-
-  kernels::rmsnorm_backward_input(ctx, s.da, s.x, P(w_norm_), s.rstd, dx);
-  kernels::axpy(1.0, dy, dx);
+  linear_backward_input(ctx, s.dlogits, P(w_gate_), da, /*accumulate=*/true);
 }
 
-void MoeLayer::backward_weight(int slot) {
+void Moe::backward_weight(int slot) {
   Context& ctx = env_.ctx;
   Saved& s = saved_.at(slot);
+  auto G = [&](int id) { return env_.params.grad(id); };
   kernels::grouped_gemm_wgrad(ctx, s.dys, s.g, s.offsets, G(w2_));
   kernels::grouped_gemm_wgrad(ctx, s.dh, s.xs, s.offsets, G(w13_));
   linear_backward_weight(ctx, s.dlogits, s.a, G(w_gate_));
   if (shared_) shared_->backward_weight(slot);
-  kernels::rmsnorm_backward_weight(ctx, s.da, s.x, s.rstd, G(w_norm_));
   double aux = s.aux_loss;
   s = Saved{};
   s.aux_loss = aux;
+}
+
+std::unique_ptr<Layer> make_moe_layer(LayerEnv& env, const ModelConfig& m, const std::string& prefix,
+                                      Moe** moe) {
+  auto inner = std::make_unique<Moe>(env, m, prefix);
+  if (moe) *moe = inner.get();
+  return std::make_unique<ResidualLayer>(env, prefix + "post_attention_layernorm.weight",
+                                         m.hidden_size, m.rms_norm_eps, std::move(inner));
 }
 
 }  // namespace core

@@ -1,4 +1,5 @@
-// DeepSeekMoE as a pre-norm residual layer: y = x + shared(a) + sum_i g_i expert_i(a), a = RMSNorm(x).
+// DeepSeekMoE, the inside of the MoE blocks' pre-norm residual layer:
+//   out = shared(a) + sum_i g_i expert_i(a),  a = RMSNorm(x) (applied by the ResidualLayer).
 //
 // Stages: gate (sigmoid scores, selection-only bias, group-limited top-k) -> dispatch (permute the
 // N*k token copies into contiguous per-expert segments) -> experts (two grouped GEMMs over the
@@ -18,15 +19,17 @@
 #include "core/config.hpp"
 #include "core/layers/layer.hpp"
 #include "core/layers/mlp.hpp"
+#include "core/layers/residual.hpp"
 #include "kernels/moe_ops.hpp"
 
 namespace core {
 
-class MoeLayer : public Layer {
+class Moe : public Sublayer {
  public:
-  MoeLayer(LayerEnv& env, const ModelConfig& m, const std::string& prefix);
-  void forward(int slot, const Tensor& x, const Tensor& y) override;
-  void backward_input(int slot, const Tensor& dy, const Tensor& dx) override;
+  // prefix: e.g. "model.layers.3." (names are prefix + "mlp.gate.weight" ...).
+  Moe(LayerEnv& env, const ModelConfig& m, const std::string& prefix);
+  void forward(int slot, const Tensor& a, const Tensor& out) override;
+  void backward_input(int slot, const Tensor& dout, const Tensor& da) override;
   void backward_weight(int slot) override;
 
   int num_experts() const { return gate_.num_experts; }
@@ -39,18 +42,23 @@ class MoeLayer : public Layer {
 
  private:
   struct Saved {
-    Tensor x, rstd, a, scores, idx, weights, offsets, src, pos, xs, h, g, ys;
-    Tensor da, dys, dh, dlogits;
+    Tensor a, scores, idx, weights, offsets, src, pos, xs, h, g, ys;
+    Tensor dys, dh, dlogits;
     double aux_loss = 0, aux_grad = 0;
   };
   kernels::GateShape gate_;
   int64_t D_, F_;
-  double eps_, balance_weight_ = 0;
+  double balance_weight_ = 0;
   int64_t balance_segment_ = 0;  // 0 = the whole micro-batch (batch-wise aux loss)
-  int w_norm_ = -1, w_gate_ = -1, bias_ = -1, w13_ = -1, w2_ = -1;
+  LayerEnv& env_;
+  int w_gate_ = -1, bias_ = -1, w13_ = -1, w2_ = -1;
   std::unique_ptr<SwigluMlp> shared_;
   std::vector<int64_t> loads_;
   std::vector<Saved> saved_;
 };
+
+// The MoE block's layer: y = x + Moe(RMSNorm(x)). *moe receives the inside (for loads and bias).
+std::unique_ptr<Layer> make_moe_layer(LayerEnv& env, const ModelConfig& m, const std::string& prefix,
+                                      Moe** moe);
 
 }  // namespace core

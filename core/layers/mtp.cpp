@@ -43,11 +43,11 @@ MtpModule::MtpModule(LayerEnv& env, const ModelConfig& m, int layer_index)
   w_enorm_ = add_norm(env.params, prefix + "enorm.weight", D_);
   w_hnorm_ = add_norm(env.params, prefix + "hnorm.weight", D_);
   w_eh_ = add_matrix(env.params, prefix + "eh_proj.weight", D_, 2 * D_, m.init_std);
-  attn_ = std::make_unique<AttentionLayer>(env, m, prefix);
+  attn_ = make_attention_layer(env, m, prefix);
   if (m.first_dense_layers < m.num_layers)
-    ffn_ = std::make_unique<MoeLayer>(env, m, prefix);
+    ffn_ = make_moe_layer(env, m, prefix, &moe_);
   else
-    ffn_ = std::make_unique<FfnLayer>(env, m, prefix);
+    ffn_ = make_ffn_layer(env, m, prefix);
 }
 
 void MtpModule::forward(int slot, const Tensor& e, const Tensor& h, const Tensor& out) {

@@ -14,6 +14,8 @@
 
 namespace core {
 
+class Moe;
+
 class MtpModule {
  public:
   MtpModule(LayerEnv& env, const ModelConfig& m, int layer_index);
@@ -22,7 +24,8 @@ class MtpModule {
   // de and dh written.
   void backward_input(int slot, const Tensor& dout, const Tensor& de, const Tensor& dh);
   void backward_weight(int slot);
-  std::vector<Layer*> layers() { return {attn_.get(), ffn_.get()}; }
+  // The block's MoE (nullptr when the block is dense).
+  Moe* moe() { return moe_; }
 
  private:
   struct Saved {
@@ -33,6 +36,7 @@ class MtpModule {
   double eps_;
   int w_enorm_ = -1, w_hnorm_ = -1, w_eh_ = -1;
   std::unique_ptr<Layer> attn_, ffn_;
+  Moe* moe_ = nullptr;
   std::vector<Saved> saved_;
 };
 

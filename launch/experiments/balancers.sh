@@ -8,6 +8,7 @@ set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
 bin="$root/build/flotilla"
 out="${OUT_DIR:-$root/runs/balancers}"
+mkdir -p "$out"
 [ -x "$bin" ] || { echo "build first: ./launch/build.sh" >&2; exit 1; }
 
 field() {  # field NAME < metrics.jsonl line

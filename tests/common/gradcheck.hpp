@@ -44,6 +44,11 @@ inline void check_gradient(const std::string& name, std::vector<double>& x,
                            const std::vector<double>& analytic, const std::function<double()>& loss,
                            double h = 1e-6, double tol = 1e-6, size_t max_checks = 96) {
   REQUIRE(x.size() == analytic.size());
+  size_t non_finite = 0;
+  for (double v : analytic) non_finite += !std::isfinite(v);
+  INFO(name << ": " << non_finite << " non-finite analytic values");
+  CHECK(non_finite == 0);
+  CHECK(std::isfinite(loss()));
   size_t n = x.size();
   size_t stride = n <= max_checks ? 1 : (n + max_checks - 1) / max_checks;
   double worst = 0;

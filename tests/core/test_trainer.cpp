@@ -68,7 +68,7 @@ TEST_CASE("aux-free bias moves by +-gamma against the global batch loads; it has
   for (int id = 0; id < ps.size(); ++id)
     CHECK(ps.spec(id).name.find("e_score_correction_bias") == std::string::npos);
   t.step();
-  for (core::MoeLayer* moe : t.model().moe_layers()) {
+  for (core::Moe* moe : t.model().moe_layers()) {
     const auto& loads = moe->loads();  // counted over the step's 4 micro-batches
     int64_t total = 0;
     for (auto v : loads) total += v;
@@ -91,7 +91,7 @@ TEST_CASE("balancer none and aux_loss leave the bias at zero", "[trainer][moe]")
     auto m = t.step();
     if (b == "none") CHECK(m.aux_loss == 0.0);
     if (b == "aux_loss") CHECK(m.aux_loss > 0.0);
-    for (core::MoeLayer* moe : t.model().moe_layers()) {
+    for (core::Moe* moe : t.model().moe_layers()) {
       auto bias = t.model().params().buffer(moe->bias_id());
       for (int e = 0; e < bias.numel(); ++e) CHECK(bias.ptr<float>()[e] == 0.0f);
     }

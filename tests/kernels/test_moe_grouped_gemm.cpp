@@ -19,17 +19,6 @@ using core::Tensor;
 
 namespace {
 
-// testing::check_gradient ignores NaN (NaN > worst is false), so non-finite values fail here first.
-void check_grad(const std::string& name, std::vector<double>& x, const std::vector<double>& analytic,
-                const std::function<double()>& loss, double h = 1e-6, double tol = 1e-6) {
-  size_t bad = 0;
-  for (double v : analytic) bad += !std::isfinite(v);
-  INFO(name << ": " << bad << " non-finite analytic values");
-  CHECK(bad == 0);
-  CHECK(std::isfinite(loss()));
-  testing::check_gradient(name, x, analytic, loss, h, tol);
-}
-
 // Segment boundaries from row counts.
 std::vector<int32_t> offsets_of(const std::vector<int32_t>& counts) {
   std::vector<int32_t> o(counts.size() + 1, 0);
@@ -141,7 +130,7 @@ TEST_CASE("grouped_gemm and its wgrad match float64 finite differences", "[moe]"
     kernels::grouped_gemm(ctx, Tensor::of(r.data(), {M, N}),
                           trans_b ? Tensor::of(B.data(), {E, N, K}) : Tensor::of(B.data(), {E, K, N}),
                           !trans_b, toff, Tensor::of(dA.data(), {M, K}));
-    check_grad("dA", A, dA, loss);
+    testing::check_gradient("dA", A, dA, loss);
     // wgrad gives dB[e] = dC^T A in the [E, N, K] layout; accumulate onto a nonzero start.
     auto init = testing::random_vector<double>(E * N * K, 213);
     auto dB_nk = init;
@@ -156,7 +145,7 @@ TEST_CASE("grouped_gemm and its wgrad match float64 finite differences", "[moe]"
         }
     // Expert 1 has no rows: its gradient is exactly zero (and was left untouched).
     for (int64_t i = N * K; i < 2 * N * K; ++i) CHECK(dB_nk[i] == init[i]);
-    check_grad("dB", B, dB, loss);
+    testing::check_gradient("dB", B, dB, loss);
   }
 }
 

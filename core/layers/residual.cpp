@@ -1,0 +1,44 @@
+// Pre-norm residual layer: the norm, the residual sum, and the inside's slot bookkeeping.
+#include "core/layers/residual.hpp"
+
+#include "kernels/ops.hpp"
+
+namespace core {
+
+ResidualLayer::ResidualLayer(LayerEnv& env, const std::string& norm_name, int64_t dim, double eps,
+                             std::unique_ptr<Sublayer> inner)
+    : Layer(env), eps_(eps), w_norm_(add_norm(env.params, norm_name, dim)), inner_(std::move(inner)) {}
+
+void ResidualLayer::forward(int slot, const Tensor& x, const Tensor& y) {
+  Saved& s = saved(saved_, slot);
+  BumpArena& ar = slot_arena(slot);
+  const int64_t N = x.rows(), D = x.cols();
+  s.x = x;
+  s.rstd = ar.alloc(dtype(), {N});
+  s.a = ar.alloc(dtype(), {N, D});
+  kernels::rmsnorm_forward(env_.ctx, x, P(w_norm_), eps_, s.a, s.rstd);
+  inner_->forward(slot, s.a, y);
+  kernels::axpy(1.0, x, y);
+}
+
+void ResidualLayer::backward_input(int slot, const Tensor& dy, const Tensor& dx) {
+  Saved& s = saved_.at(slot);
+  BumpArena& ar = slot_arena(slot);
+  // dy is the caller's buffer and may be reused before backward_weight: the inside gets a copy
+  // that lives in the slot.
+  Tensor dy_kept = ar.alloc(dtype(), {dy.rows(), dy.cols()});
+  kernels::copy(dy, dy_kept);
+  s.da = ar.alloc(dtype(), {dy.rows(), dy.cols()});
+  inner_->backward_input(slot, dy_kept, s.da);
+  kernels::rmsnorm_backward_input(env_.ctx, s.da, s.x, P(w_norm_), s.rstd, dx);
+  kernels::axpy(1.0, dy, dx);
+}
+
+void ResidualLayer::backward_weight(int slot) {
+  Saved& s = saved_.at(slot);
+  inner_->backward_weight(slot);
+  kernels::rmsnorm_backward_weight(env_.ctx, s.da, s.x, s.rstd, G(w_norm_));
+  s = Saved{};
+}
+
+}  // namespace core

@@ -1,0 +1,43 @@
+// The pre-norm residual layer every block is made of, y = x + f(RMSNorm(x)), and the interface
+// of its inside f (Sublayer): MLA attention, the dense SwiGLU MLP, or DeepSeekMoE.
+#pragma once
+
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "core/layers/layer.hpp"
+
+namespace core {
+
+class Sublayer {
+ public:
+  virtual ~Sublayer() = default;
+  // a, out [N, D]; out written.
+  virtual void forward(int slot, const Tensor& a, const Tensor& out) = 0;
+  // da written. The caller keeps dout alive until backward_weight of the slot.
+  virtual void backward_input(int slot, const Tensor& dout, const Tensor& da) = 0;
+  virtual void backward_weight(int slot) = 0;
+};
+
+class ResidualLayer : public Layer {
+ public:
+  // norm_name: the checkpoint name of the pre-norm weight ("model.layers.3.input_layernorm.weight").
+  ResidualLayer(LayerEnv& env, const std::string& norm_name, int64_t dim, double eps,
+                std::unique_ptr<Sublayer> inner);
+  void forward(int slot, const Tensor& x, const Tensor& y) override;
+  void backward_input(int slot, const Tensor& dy, const Tensor& dx) override;
+  void backward_weight(int slot) override;
+  Sublayer& inner() { return *inner_; }
+
+ private:
+  struct Saved {
+    Tensor x, rstd, a, da;
+  };
+  double eps_;
+  int w_norm_ = -1;
+  std::unique_ptr<Sublayer> inner_;
+  std::vector<Saved> saved_;
+};
+
+}  // namespace core
