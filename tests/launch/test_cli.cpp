@@ -79,3 +79,20 @@ TEST_CASE("Ctrl-C stops training cleanly after the current step with exit code 1
   CHECK(!metrics.empty());
   CHECK(metrics.back() == '\n');
 }
+
+TEST_CASE("training again into a run directory keeps the previous run's files", "[cli]") {
+  std::string dir = temp_dir("cli-rerun");
+  std::string args = "train --set train.steps=1 --set optim.warmup_steps=0 --set train.eval_every=0 --run-dir " + dir;
+  auto first = run_flotilla(args);
+  REQUIRE(first.code == 0);
+  std::string metrics = read_text(dir + "/metrics.jsonl");
+  REQUIRE(!metrics.empty());
+  auto second = run_flotilla(args);
+  INFO(second.output);
+  REQUIRE(second.code == 0);
+  CHECK_THAT(second.output, Contains("previous run's files moved to"));
+  std::string moved = second.output.substr(second.output.find("moved to ") + 9);
+  moved = moved.substr(0, moved.find('\n'));
+  CHECK(read_text(moved + "/metrics.jsonl") == metrics);
+  CHECK(!read_text(dir + "/metrics.jsonl").empty());
+}
