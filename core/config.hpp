@@ -38,7 +38,7 @@ struct MoeConfig {
   int groups_per_token = 1;
   double route_scale = 1.0;
   std::string balancer = "aux_free";  // aux_free | aux_loss | none
-  double bias_update_rate = 0.001;
+  double bias_update_rate = 0.003;  // the recipe uses 0.001 over ~1e5 steps; short runs need more
   double aux_loss_weight = 0.01;
   double sequence_aux_loss_weight = 0.0001;
 };
