@@ -39,6 +39,9 @@ void MetricsWriter::write(const StepMetrics& m) {
   j["tokens"] = m.tokens;
   j["tokens_per_s"] = m.tokens_per_s;
   j["step_time_s"] = m.step_time_s;
+  j["forward_s"] = m.forward_s;
+  j["backward_s"] = m.backward_s;
+  j["optimizer_s"] = m.optimizer_s;
   j["max_vio"] = m.max_vio;
   if (m.eval_loss) j["eval_loss"] = *m.eval_loss;
   if (m.entropy_floor) j["entropy_floor"] = *m.entropy_floor;

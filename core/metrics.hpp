@@ -20,6 +20,9 @@ struct StepMetrics {
   double lr = 0, grad_norm = 0;
   int64_t tokens = 0;  // tokens trained on so far (all ranks)
   double tokens_per_s = 0, step_time_s = 0;
+  // where the step's time went: forward, backward (input and weight passes), and the rest
+  // (reductions, clipping, AdamW, bias update)
+  double forward_s = 0, backward_s = 0, optimizer_s = 0;
   double max_vio = 0;  // MaxVio of this step's global batch, averaged over MoE layers
   std::optional<double> eval_loss;
   std::optional<double> entropy_floor;

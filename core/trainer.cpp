@@ -64,8 +64,15 @@ int64_t Trainer::tokens_per_step() const {
   return static_cast<int64_t>(cfg_.train.global_batch_size) * cfg_.train.seq_len;
 }
 
+namespace {
+double seconds_since(std::chrono::steady_clock::time_point t) {
+  return std::chrono::duration<double>(std::chrono::steady_clock::now() - t).count();
+}
+}  // namespace
+
 StepMetrics Trainer::step() {
   auto t0 = std::chrono::steady_clock::now();
+  double forward_s = 0, backward_s = 0;
   Model& model = *model_;
   ParamStore& ps = model.params();
   const int depth = cfg_.model.mtp.depth;
@@ -83,9 +90,13 @@ StepMetrics Trainer::step() {
   data::MicroBatch mb;
   for (int m = 0; m < micro; ++m) {
     loader_->train_batch(step_, m, mb);
+    auto tf = std::chrono::steady_clock::now();
     MicroLosses L = model.forward(0, mb, scales, /*training=*/true);
+    auto tb = std::chrono::steady_clock::now();
+    forward_s += std::chrono::duration<double>(tb - tf).count();
     model.backward_input(0);
     model.backward_weight(0);
+    backward_s += seconds_since(tb);
     sums[0] += L.lm_sum;
     sums[1] += static_cast<double>(L.lm_tokens);
     sums[2] += L.aux * scales.aux;
@@ -143,7 +154,10 @@ StepMetrics Trainer::step() {
   m.lr = lr;
   m.grad_norm = grad_norm;
   m.tokens = tokens_seen_;
-  m.step_time_s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  m.step_time_s = seconds_since(t0);
+  m.forward_s = forward_s;
+  m.backward_s = backward_s;
+  m.optimizer_s = m.step_time_s - forward_s - backward_s;
   m.tokens_per_s = tokens_per_step() / m.step_time_s;
   if (dataset_->entropy_floor() >= 0) m.entropy_floor = dataset_->entropy_floor();
   return m;

@@ -50,11 +50,14 @@ int run_bench(const BenchArgs& args) {
 
   core::Trainer trainer(cfg, ctx, /*run_dir=*/"", /*log=*/false);
   for (int i = 0; i < args.warmup; ++i) trainer.step();
-  std::vector<double> times;
+  std::vector<double> times, fwd, bwd, opt;
   double last_loss = 0;
   for (int i = 0; i < args.steps; ++i) {
     core::StepMetrics m = trainer.step();
     times.push_back(m.step_time_s);
+    fwd.push_back(m.forward_s);
+    bwd.push_back(m.backward_s);
+    opt.push_back(m.optimizer_s);
     last_loss = m.loss;
   }
   const double step_time = median(times);
@@ -73,6 +76,9 @@ int run_bench(const BenchArgs& args) {
   j["step_time_s"] = step_time;
   j["step_time_min_s"] = *std::min_element(times.begin(), times.end());
   j["step_time_max_s"] = *std::max_element(times.begin(), times.end());
+  j["forward_s"] = median(fwd);
+  j["backward_s"] = median(bwd);
+  j["optimizer_s"] = median(opt);
   j["model_flops_per_token"] = flops_per_token;
   j["achieved_gflops"] = tokens_per_s * flops_per_token / 1e9;
   j["gemm_peak_gflops"] = peak;
