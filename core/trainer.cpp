@@ -149,8 +149,7 @@ StepMetrics Trainer::step() {
   for (int k = 0; k < depth; ++k) mtp += sums[3 + 2 * k] / std::max(1.0, sums[4 + 2 * k]);
   m.mtp_loss = depth > 0 ? mtp / depth : 0.0;
   m.aux_loss = sums[2];
-  m.loss = m.lm_loss + cfg_.model.mtp.loss_weight * m.mtp_loss + m.aux_loss;
-  if (depth == 0) m.loss = m.lm_loss + m.aux_loss;
+  m.loss = m.lm_loss + cfg_.model.mtp.loss_weight * m.mtp_loss + m.aux_loss;  // mtp_loss 0 at depth 0
   m.lr = lr;
   m.grad_norm = grad_norm;
   m.tokens = tokens_seen_;

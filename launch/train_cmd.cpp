@@ -65,6 +65,10 @@ int run_train(const TrainArgs& args) {
   fmt::print("flotilla {} | run dir {} | {} rank(s) x {} thread(s)\n", FLOTILLA_VERSION, run_dir,
              ctx.world_size, ctx.threads);
   fmt::print("--- resolved config ---\n{}-----------------------\n", resolved);
+  if (cfg.checkpoint.every > 0)
+    fmt::print("note: checkpoint.every = {}, but this build writes no checkpoints yet (they arrive "
+               "with the checkpoint work); set checkpoint.every=0 to silence this note\n",
+               cfg.checkpoint.every);
   core::Trainer trainer(cfg, ctx, run_dir, /*log=*/true, &g_stop);
   const auto& ps = trainer.model().params();
   fmt::print("data: {}\n", trainer.dataset().describe());

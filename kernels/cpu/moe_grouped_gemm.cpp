@@ -6,28 +6,16 @@
 // threads. The rest run in an OpenMP loop over experts, largest first (dynamic schedule, so the
 // longest jobs do not end up last); inside that parallel region Eigen sees omp_get_num_threads()
 // > 1 and stays single-threaded (Eigen/src/Core/products/Parallelizer.h), so nothing nests.
-// GCC 12 reports a false -Wmaybe-uninitialized inside Eigen's AVX-512 double GEMM packing
-// (avx512fintrin.h, _mm512_unpacklo_pd); it fires where the GEMM is instantiated, i.e. here.
-#if defined(__GNUC__) && !defined(__clang__)
-#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
-#endif
-#include <Eigen/Core>
 
 #include <algorithm>
 #include <vector>
 
+#include "kernels/cpu/eigen_maps.hpp"
 #include "kernels/cpu/moe_cpu.hpp"
 
 namespace kernels::cpu {
 
 namespace {
-
-template <class T>
-using RowMat = Eigen::Matrix<T, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor>;
-template <class T>
-using Map = Eigen::Map<RowMat<T>>;
-template <class T>
-using ConstMap = Eigen::Map<const RowMat<T>>;
 
 // Runs job(e) for every expert with rows, as described at the top of the file.
 template <class Job>
@@ -59,25 +47,25 @@ void grouped_gemm(int64_t m, int64_t n, int64_t kd, int e_count, const T* A, con
                   bool trans_b, const int32_t* offsets, T* C, T alpha, T beta, int threads) {
   auto job = [&](int e) {
     const int64_t r0 = offsets[e], rows = offsets[e + 1] - offsets[e];
-    ConstMap<T> a(A + r0 * kd, rows, kd);
-    Map<T> c(C + r0 * n, rows, n);
+    ConstMatMap<T> a(A + r0 * kd, rows, kd);
+    MatMap<T> c(C + r0 * n, rows, n);
     // beta = 0 must not read C: it may hold garbage or NaN.
     if (beta == T(0)) {
       if (kd == 0) {
         c.setZero();
       } else if (trans_b) {
-        c.noalias() = alpha * (a * ConstMap<T>(B + e * n * kd, n, kd).transpose());
+        c.noalias() = alpha * (a * ConstMatMap<T>(B + e * n * kd, n, kd).transpose());
       } else {
-        c.noalias() = alpha * (a * ConstMap<T>(B + e * kd * n, kd, n));
+        c.noalias() = alpha * (a * ConstMatMap<T>(B + e * kd * n, kd, n));
       }
       return;
     }
     if (beta != T(1)) c *= beta;
     if (kd == 0) return;
     if (trans_b) {
-      c.noalias() += alpha * (a * ConstMap<T>(B + e * n * kd, n, kd).transpose());
+      c.noalias() += alpha * (a * ConstMatMap<T>(B + e * n * kd, n, kd).transpose());
     } else {
-      c.noalias() += alpha * (a * ConstMap<T>(B + e * kd * n, kd, n));
+      c.noalias() += alpha * (a * ConstMatMap<T>(B + e * kd * n, kd, n));
     }
   };
   schedule_segments(e_count, offsets, threads, job);
@@ -88,9 +76,9 @@ void grouped_gemm_wgrad(int64_t m, int64_t n, int64_t kd, int e_count, const T* 
                         const int32_t* offsets, T* dB, int threads) {
   auto job = [&](int e) {
     const int64_t r0 = offsets[e], rows = offsets[e + 1] - offsets[e];
-    ConstMap<T> dc(dC + r0 * n, rows, n);
-    ConstMap<T> a(A + r0 * kd, rows, kd);
-    Map<T> db(dB + e * n * kd, n, kd);
+    ConstMatMap<T> dc(dC + r0 * n, rows, n);
+    ConstMatMap<T> a(A + r0 * kd, rows, kd);
+    MatMap<T> db(dB + e * n * kd, n, kd);
     db.noalias() += dc.transpose() * a;
   };
   schedule_segments(e_count, offsets, threads, job);
