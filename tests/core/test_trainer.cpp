@@ -97,3 +97,20 @@ TEST_CASE("balancer none and aux_loss leave the bias at zero", "[trainer][moe]")
     }
   }
 }
+
+TEST_CASE("bf16 optimizer moments train like fp32 moments, within bf16 rounding", "[trainer]") {
+  core::Config c = small_config();
+  core::Config b = c;
+  b.optim.moment_dtype = "bf16";
+  core::Context ctx;
+  core::Trainer a(c, ctx, "", false), t(b, ctx, "", false);
+  REQUIRE(t.model().params().moment1(0).dtype == core::DType::bf16);
+  core::StepMetrics ma, mb;
+  for (int s = 0; s < 3; ++s) {
+    ma = a.step();
+    mb = t.step();
+  }
+  CHECK(std::isfinite(mb.loss));
+  CHECK(mb.lm_loss == Approx(ma.lm_loss).epsilon(1e-2));
+  CHECK(mb.lm_loss != ma.lm_loss);  // the moments really are stored in bf16
+}
