@@ -55,7 +55,9 @@ class Layer {
 
   // x, y [N, D]; y written.
   virtual void forward(int slot, const Tensor& x, const Tensor& y) = 0;
-  // dy [N, D] in, dx [N, D] written.
+  // dy [N, D] in, dx [N, D] written. The caller keeps dy unchanged until backward_weight of the
+  // slot has run (the model allocates every gradient in the slot's arena), so layers may keep a
+  // view of it for the weight pass instead of a copy.
   virtual void backward_input(int slot, const Tensor& dy, const Tensor& dx) = 0;
   // Accumulates this micro-batch's weight gradients.
   virtual void backward_weight(int slot) = 0;

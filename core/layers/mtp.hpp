@@ -21,7 +21,7 @@ class MtpModule {
   MtpModule(LayerEnv& env, const ModelConfig& m, int layer_index);
   // e: embeddings of the shifted tokens [N, D]; h: previous depth's hidden [N, D]; out written.
   void forward(int slot, const Tensor& e, const Tensor& h, const Tensor& out);
-  // de and dh written.
+  // de and dh written; dout stays valid until backward_weight (as for Layer).
   void backward_input(int slot, const Tensor& dout, const Tensor& de, const Tensor& dh);
   void backward_weight(int slot);
   // The block's MoE (nullptr when the block is dense).

@@ -24,12 +24,8 @@ void ResidualLayer::forward(int slot, const Tensor& x, const Tensor& y) {
 void ResidualLayer::backward_input(int slot, const Tensor& dy, const Tensor& dx) {
   Saved& s = saved_.at(slot);
   BumpArena& ar = slot_arena(slot);
-  // dy is the caller's buffer and may be reused before backward_weight: the inside gets a copy
-  // that lives in the slot.
-  Tensor dy_kept = ar.alloc(dtype(), {dy.rows(), dy.cols()});
-  kernels::copy(dy, dy_kept);
   s.da = ar.alloc(dtype(), {dy.rows(), dy.cols()});
-  inner_->backward_input(slot, dy_kept, s.da);
+  inner_->backward_input(slot, dy, s.da);  // dy stays valid until backward_weight (Layer contract)
   kernels::rmsnorm_backward_input(env_.ctx, s.da, s.x, P(w_norm_), s.rstd, dx);
   kernels::axpy(1.0, dy, dx);
 }
