@@ -74,9 +74,12 @@ std::string duration(double s) {
 void ConsoleLog::step(const StepMetrics& m, double elapsed_s) {
   if (!enabled_) return;
   double eta = m.step > 0 ? elapsed_s / m.step * (m.total_steps - m.step) : -1;
-  std::string line = fmt::format("step {:>{}}/{} | loss {:.4f} | lr {:.2e} | {:.0f} tok/s | ETA {}",
-                                 m.step, std::to_string(m.total_steps).size(), m.total_steps, m.loss,
-                                 m.lr, m.tokens_per_s, duration(eta));
+  // "loss" here is the main next-token loss, comparable with ln V and the entropy floor; the
+  // objective (with MTP and balance terms) is metrics.jsonl's "loss".
+  std::string line = fmt::format("step {:>{}}/{} | loss {:.4f}", m.step,
+                                 std::to_string(m.total_steps).size(), m.total_steps, m.lm_loss);
+  if (m.mtp_loss > 0) line += fmt::format(" | mtp {:.4f}", m.mtp_loss);
+  line += fmt::format(" | lr {:.2e} | {:.0f} tok/s | ETA {}", m.lr, m.tokens_per_s, duration(eta));
   if (m.max_vio > 0) line += fmt::format(" | maxvio {:.3f}", m.max_vio);
   if (m.eval_loss) line += fmt::format(" | eval {:.4f}", *m.eval_loss);
   if (tty_) {
