@@ -45,26 +45,35 @@ Moe::Moe(LayerEnv& env, const ModelConfig& m, const std::string& prefix) : env_(
 }
 
 void Moe::forward(int slot, const Tensor& a, const Tensor& out) {
+  gate(slot, a);
+  dispatch(slot);
+  experts(slot);
+  combine(slot, out);
+}
+
+void Moe::backward_input(int slot, const Tensor& dout, const Tensor& da) {
+  combine_backward(slot, dout);
+  experts_backward(slot);
+  dispatch_backward(slot, dout, da);
+  gate_backward(slot, da);
+}
+
+void Moe::gate(int slot, const Tensor& a) {
   Context& ctx = env_.ctx;
   if (static_cast<int>(saved_.size()) <= slot) saved_.resize(slot + 1);
   Saved& s = saved_[slot];
+  s = Saved{};
   BumpArena& ar = env_.acts.slot(slot);
-  BumpArena& scratch = env_.acts.scratch();
   const DType dt = env_.params.dtype();
-  auto P = [&](int id) { return env_.params.param(id); };
   const int64_t N = a.rows(), E = gate_.num_experts, k = gate_.top_k;
   s.a = a;
-
-  // gate
-  ScratchScope scope(scratch);
-  Tensor logits = scratch.alloc(dt, {N, E});
-  linear_forward(ctx, s.a, P(w_gate_), logits);
+  ScratchScope scope(env_.acts.scratch());
+  Tensor logits = env_.acts.scratch().alloc(dt, {N, E});
+  linear_forward(ctx, s.a, env_.params.param(w_gate_), logits);
   s.scores = ar.alloc(dt, {N, E});
   s.idx = ar.alloc(DType::i32, {N, k});
   s.weights = ar.alloc(dt, {N, k});
   kernels::gate_forward(ctx, gate_, logits, env_.params.buffer(bias_), s.scores, s.idx, s.weights);
-
-  // dispatch
   s.offsets = ar.alloc(DType::i32, {E + 1});
   s.src = ar.alloc(DType::i32, {N * k});
   s.pos = ar.alloc(DType::i32, {N * k});
@@ -73,73 +82,87 @@ void Moe::forward(int slot, const Tensor& a, const Tensor& out) {
     const int32_t* off = s.offsets.ptr<int32_t>();
     for (int64_t e = 0; e < E; ++e) loads_[e] += off[e + 1] - off[e];
   }
-  s.xs = ar.alloc(dt, {N * k, D_});
-  kernels::moe_permute(ctx, s.a, s.src, static_cast<int>(k), s.xs);
-
-  // experts
-  s.h = ar.alloc(dt, {N * k, 2 * F_});
-  s.g = ar.alloc(dt, {N * k, F_});
-  s.ys = ar.alloc(dt, {N * k, D_});
-  kernels::grouped_gemm(ctx, s.xs, P(w13_), true, s.offsets, s.h);
-  kernels::swiglu_forward(ctx, s.h, s.g);
-  kernels::grouped_gemm(ctx, s.g, P(w2_), true, s.offsets, s.ys);
-
-  // combine (+ shared experts)
-  if (shared_)
-    shared_->forward(slot, s.a, out, /*accumulate=*/false);
-  else
-    kernels::fill(out, 0.0);
-  kernels::moe_combine(ctx, s.ys, s.weights, s.pos, out);
-
-  s.aux_loss = 0;
-  s.aux_grad = 0;
   if (balance_weight_ > 0) {
-    int64_t seg = balance_segment_ < 0 ? env_.seq_len : N;
-    s.aux_loss = kernels::balance_loss_forward(ctx, s.scores, static_cast<int>(k), seg, balance_weight_);
+    s.aux_loss = kernels::balance_loss_forward(ctx, s.scores, static_cast<int>(k), segment(N),
+                                               balance_weight_);
     s.aux_grad = env_.aux_grad_scale;
   }
 }
 
-void Moe::backward_input(int slot, const Tensor& dout, const Tensor& da) {
-  Context& ctx = env_.ctx;
+void Moe::dispatch(int slot) {
+  Saved& s = saved_.at(slot);
+  const int64_t N = s.a.rows(), k = gate_.top_k;
+  s.xs = env_.acts.slot(slot).alloc(env_.params.dtype(), {N * k, D_});
+  kernels::moe_permute(env_.ctx, s.a, s.src, static_cast<int>(k), s.xs);
+}
+
+void Moe::experts(int slot) {
   Saved& s = saved_.at(slot);
   BumpArena& ar = env_.acts.slot(slot);
-  BumpArena& scratch = env_.acts.scratch();
   const DType dt = env_.params.dtype();
-  auto P = [&](int id) { return env_.params.param(id); };
-  const int64_t N = s.a.rows(), E = gate_.num_experts, k = gate_.top_k;
-  ScratchScope scope(scratch);
+  const int64_t rows = s.xs.rows();
+  s.h = ar.alloc(dt, {rows, 2 * F_});
+  s.g = ar.alloc(dt, {rows, F_});
+  s.ys = ar.alloc(dt, {rows, D_});
+  kernels::grouped_gemm(env_.ctx, s.xs, env_.params.param(w13_), true, s.offsets, s.h);
+  kernels::swiglu_forward(env_.ctx, s.h, s.g);
+  kernels::grouped_gemm(env_.ctx, s.g, env_.params.param(w2_), true, s.offsets, s.ys);
+}
 
-  // combine backward
-  s.dys = ar.alloc(dt, {N * k, D_});
-  Tensor dweights = scratch.alloc(dt, {N, k});
-  kernels::moe_combine_backward(ctx, dout, s.ys, s.weights, s.pos, s.dys, dweights);
+void Moe::combine(int slot, const Tensor& out) {
+  Saved& s = saved_.at(slot);
+  if (shared_)
+    shared_->forward(slot, s.a, out, /*accumulate=*/false);
+  else
+    kernels::fill(out, 0.0);
+  kernels::moe_combine(env_.ctx, s.ys, s.weights, s.pos, out);
+}
 
-  // experts backward (input side)
-  Tensor dg = scratch.alloc(dt, {N * k, F_});
-  kernels::grouped_gemm(ctx, s.dys, P(w2_), false, s.offsets, dg);
-  s.dh = ar.alloc(dt, {N * k, 2 * F_});
-  kernels::swiglu_backward(ctx, dg, s.h, s.dh);
-  Tensor dxs = scratch.alloc(dt, {N * k, D_});
-  kernels::grouped_gemm(ctx, s.dh, P(w13_), false, s.offsets, dxs);
+void Moe::combine_backward(int slot, const Tensor& dout) {
+  Saved& s = saved_.at(slot);
+  BumpArena& ar = env_.acts.slot(slot);
+  const DType dt = env_.params.dtype();
+  s.dys = ar.alloc(dt, {s.ys.rows(), D_});
+  s.dweights = ar.alloc(dt, {s.a.rows(), gate_.top_k});
+  kernels::moe_combine_backward(env_.ctx, dout, s.ys, s.weights, s.pos, s.dys, s.dweights);
+}
 
-  // dispatch backward
+void Moe::experts_backward(int slot) {
+  Saved& s = saved_.at(slot);
+  BumpArena& ar = env_.acts.slot(slot);
+  const DType dt = env_.params.dtype();
+  const int64_t rows = s.dys.rows();
+  ScratchScope scope(env_.acts.scratch());
+  Tensor dg = env_.acts.scratch().alloc(dt, {rows, F_});
+  kernels::grouped_gemm(env_.ctx, s.dys, env_.params.param(w2_), false, s.offsets, dg);
+  s.dh = ar.alloc(dt, {rows, 2 * F_});
+  kernels::swiglu_backward(env_.ctx, dg, s.h, s.dh);
+  s.dxs = ar.alloc(dt, {rows, D_});
+  kernels::grouped_gemm(env_.ctx, s.dh, env_.params.param(w13_), false, s.offsets, s.dxs);
+}
+
+void Moe::dispatch_backward(int slot, const Tensor& dout, const Tensor& da) {
+  Saved& s = saved_.at(slot);
   kernels::fill(da, 0.0);
-  kernels::moe_permute_backward(ctx, dxs, s.pos, static_cast<int>(k), da);
+  kernels::moe_permute_backward(env_.ctx, s.dxs, s.pos, gate_.top_k, da);
   if (shared_) shared_->backward_input(slot, dout, da, /*accumulate=*/true);
+}
 
-  // gate backward: through the normalized weights and the balance loss
-  Tensor dscores;
+void Moe::gate_backward(int slot, const Tensor& da) {
+  Saved& s = saved_.at(slot);
+  const DType dt = env_.params.dtype();
+  const int64_t N = s.a.rows(), E = gate_.num_experts;
+  ScratchScope scope(env_.acts.scratch());
+  Tensor dscores;  // the balance loss' gradient arrives directly at the scores
   if (balance_weight_ > 0) {
-    dscores = scratch.alloc(dt, {N, E});
+    dscores = env_.acts.scratch().alloc(dt, {N, E});
     kernels::fill(dscores, 0.0);
-    int64_t seg = balance_segment_ < 0 ? env_.seq_len : N;
-    kernels::balance_loss_backward(ctx, s.scores, static_cast<int>(k), seg, balance_weight_,
+    kernels::balance_loss_backward(env_.ctx, s.scores, gate_.top_k, segment(N), balance_weight_,
                                    s.aux_grad, dscores);
   }
-  s.dlogits = ar.alloc(dt, {N, E});
-  kernels::gate_backward(ctx, gate_, dweights, s.scores, s.idx, dscores, s.dlogits);
-  linear_backward_input(ctx, s.dlogits, P(w_gate_), da, /*accumulate=*/true);
+  s.dlogits = env_.acts.slot(slot).alloc(dt, {N, E});
+  kernels::gate_backward(env_.ctx, gate_, s.dweights, s.scores, s.idx, dscores, s.dlogits);
+  linear_backward_input(env_.ctx, s.dlogits, env_.params.param(w_gate_), da, /*accumulate=*/true);
 }
 
 void Moe::backward_weight(int slot) {

@@ -28,9 +28,22 @@ class Moe : public Sublayer {
  public:
   // prefix: e.g. "model.layers.3." (names are prefix + "mlp.gate.weight" ...).
   Moe(LayerEnv& env, const ModelConfig& m, const std::string& prefix);
+  // forward = gate, dispatch, experts, combine; backward_input = their backwards in reverse.
   void forward(int slot, const Tensor& a, const Tensor& out) override;
   void backward_input(int slot, const Tensor& dout, const Tensor& da) override;
   void backward_weight(int slot) override;
+
+  // The stages one by one, for executors that interleave two micro-batches so that one's
+  // all-to-all (inside dispatch and combine under expert parallelism) travels while the other
+  // computes. Each stage's state lives in the slot.
+  void gate(int slot, const Tensor& a);     // scores, selection, weights, routing plan, loads
+  void dispatch(int slot);                  // tokens into per-expert segments
+  void experts(int slot);                   // grouped SwiGLU experts
+  void combine(int slot, const Tensor& out);  // out = shared(a) + weighted expert outputs
+  void combine_backward(int slot, const Tensor& dout);
+  void experts_backward(int slot);
+  void dispatch_backward(int slot, const Tensor& dout, const Tensor& da);  // da written
+  void gate_backward(int slot, const Tensor& da);                          // da accumulated
 
   int num_experts() const { return gate_.num_experts; }
   // Tokens routed to each expert by the forwards since the last clear (training forwards only).
@@ -43,13 +56,14 @@ class Moe : public Sublayer {
  private:
   struct Saved {
     Tensor a, scores, idx, weights, offsets, src, pos, xs, h, g, ys;
-    Tensor dys, dh, dlogits;
+    Tensor dys, dweights, dh, dxs, dlogits;
     double aux_loss = 0, aux_grad = 0;
   };
   kernels::GateShape gate_;
   int64_t D_, F_;
   double balance_weight_ = 0;
-  int64_t balance_segment_ = 0;  // 0 = the whole micro-batch (batch-wise aux loss)
+  int64_t balance_segment_ = 0;  // -1 = one sequence (sequence-wise), 0 = the micro-batch
+  int64_t segment(int64_t rows) const { return balance_segment_ < 0 ? env_.seq_len : rows; }
   LayerEnv& env_;
   int w_gate_ = -1, bias_ = -1, w13_ = -1, w2_ = -1;
   std::unique_ptr<SwigluMlp> shared_;
