@@ -120,6 +120,11 @@ StepMetrics Trainer::step() {
   }
 
   const double grad_norm = optim::global_norm({ps.flat_grads()});
+  if (!std::isfinite(grad_norm))
+    FLOT_THROW(Error,
+               "step {}: the gradient norm is not finite ({}; loss {:.6g}); stopping before the update so the "
+               "weights stay finite. Lower optim.lr or raise optim.warmup_steps, or check the data",
+               step_ + 1, grad_norm, sums[0] / std::max(1.0, sums[1]));
   const double clip = optim::clip_factor(grad_norm, cfg_.optim.grad_clip);
   const double lr = optim::lr_at(schedule_, step_);
   apply_optimizer(lr, clip);

@@ -114,3 +114,16 @@ TEST_CASE("bf16 optimizer moments train like fp32 moments, within bf16 rounding"
   CHECK(mb.lm_loss == Approx(ma.lm_loss).epsilon(1e-2));
   CHECK(mb.lm_loss != ma.lm_loss);  // the moments really are stored in bf16
 }
+
+TEST_CASE("a non-finite gradient stops training before the update touches the weights", "[trainer]") {
+  core::Config c = small_config();
+  core::Context ctx;
+  core::Trainer t(c, ctx, "", false);
+  auto& ps = t.model().params();
+  int head = ps.find("lm_head.weight");
+  REQUIRE(head >= 0);
+  ps.param(head).ptr<float>()[0] = std::nanf("");
+  const float kept = ps.param(0).ptr<float>()[1];
+  CHECK_THROWS_WITH(t.step(), Catch::Contains("gradient norm is not finite"));
+  CHECK(ps.param(0).ptr<float>()[1] == kept);  // no update was applied
+}
