@@ -38,8 +38,7 @@ Model::Model(const Config& cfg, Context& ctx, DType dtype, int slots)
 
 MicroLosses Model::forward(int slot, const data::MicroBatch& mb, const LossScales& scales,
                            bool training) {
-  if (static_cast<int>(saved_.size()) <= slot) saved_.resize(slot + 1);
-  Saved& s = saved_[slot];
+  Saved& s = slot_state(saved_, slot);
   BumpArena& ar = acts_.slot(slot);
   const DType dt = params_.dtype();
   const int64_t N = mb.batch * mb.seq_len, D = cfg_.model.hidden_size;

@@ -75,8 +75,7 @@ void split_dkv(const T* dk, const T* dvv, int64_t N, int64_t H, int64_t dn, int6
 void Mla::forward(int slot, const Tensor& a, const Tensor& out) {
   Context& ctx = env_.ctx;
   BumpArena& ar = env_.acts.slot(slot);
-  if (static_cast<int>(saved_.size()) <= slot) saved_.resize(slot + 1);
-  Saved& s = saved_[slot];
+  Saved& s = slot_state(saved_, slot);
   const int64_t N = a.rows(), T = env_.seq_len, B = N / T;
   FLOT_CHECK(N % T == 0, "{} rows are not whole sequences of {}", N, T);
   const DType dt = env_.params.dtype();

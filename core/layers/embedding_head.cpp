@@ -26,8 +26,7 @@ HeadLoss::HeadLoss(LayerEnv& env, const ModelConfig& m, const std::string& norm_
 }
 
 double HeadLoss::forward(int slot, const Tensor& h, const Tensor& targets, int64_t* valid_count) {
-  if (static_cast<int>(saved_.size()) <= slot) saved_.resize(slot + 1);
-  Saved& s = saved_[slot];
+  Saved& s = slot_state(saved_, slot);
   BumpArena& ar = env_.acts.slot(slot);
   const DType dt = env_.params.dtype();
   const int64_t N = h.rows();

@@ -46,6 +46,13 @@ struct LayerEnv {
   double aux_grad_scale = 0.0;  // d(step loss) / d(this micro-batch's balance loss), set per forward
 };
 
+// The per-slot saved state of a layer-like object, grown on demand (a slot's first forward).
+template <class S>
+S& slot_state(std::vector<S>& states, int slot) {
+  if (static_cast<int>(states.size()) <= slot) states.resize(slot + 1);
+  return states[slot];
+}
+
 class Layer {
  public:
   explicit Layer(LayerEnv& env) : env_(env) {}
@@ -68,12 +75,6 @@ class Layer {
   Tensor G(int id) const { return env_.params.grad(id); }
   BumpArena& slot_arena(int slot) { return env_.acts.slot(slot); }
   BumpArena& scratch() { return env_.acts.scratch(); }
-  // Per-slot saved state, grown on demand.
-  template <class S>
-  S& saved(std::vector<S>& v, int slot) {
-    if (static_cast<int>(v.size()) <= slot) v.resize(slot + 1);
-    return v[slot];
-  }
   LayerEnv& env_;
 };
 

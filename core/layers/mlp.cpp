@@ -13,8 +13,7 @@ SwigluMlp::SwigluMlp(LayerEnv& env, const std::string& prefix, int64_t hidden,
 }
 
 void SwigluMlp::forward(int slot, const Tensor& a, const Tensor& out, bool accumulate) {
-  if (static_cast<int>(saved_.size()) <= slot) saved_.resize(slot + 1);
-  Saved& s = saved_[slot];
+  Saved& s = slot_state(saved_, slot);
   BumpArena& ar = env_.acts.slot(slot);
   const int64_t N = a.rows();
   const DType dt = env_.params.dtype();

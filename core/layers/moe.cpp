@@ -60,8 +60,7 @@ void Moe::backward_input(int slot, const Tensor& dout, const Tensor& da) {
 
 void Moe::gate(int slot, const Tensor& a) {
   Context& ctx = env_.ctx;
-  if (static_cast<int>(saved_.size()) <= slot) saved_.resize(slot + 1);
-  Saved& s = saved_[slot];
+  Saved& s = slot_state(saved_, slot);
   s = Saved{};
   BumpArena& ar = env_.acts.slot(slot);
   const DType dt = env_.params.dtype();

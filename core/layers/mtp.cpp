@@ -51,8 +51,7 @@ MtpModule::MtpModule(LayerEnv& env, const ModelConfig& m, int layer_index)
 }
 
 void MtpModule::forward(int slot, const Tensor& e, const Tensor& h, const Tensor& out) {
-  if (static_cast<int>(saved_.size()) <= slot) saved_.resize(slot + 1);
-  Saved& s = saved_[slot];
+  Saved& s = slot_state(saved_, slot);
   BumpArena& ar = env_.acts.slot(slot);
   const DType dt = env_.params.dtype();
   const int64_t N = e.rows();

@@ -10,7 +10,7 @@ ResidualLayer::ResidualLayer(LayerEnv& env, const std::string& norm_name, int64_
     : Layer(env), eps_(eps), w_norm_(add_norm(env.params, norm_name, dim)), inner_(std::move(inner)) {}
 
 void ResidualLayer::forward(int slot, const Tensor& x, const Tensor& y) {
-  Saved& s = saved(saved_, slot);
+  Saved& s = slot_state(saved_, slot);
   BumpArena& ar = slot_arena(slot);
   const int64_t N = x.rows(), D = x.cols();
   s.x = x;
