@@ -11,7 +11,7 @@
 
 namespace core {
 
-enum class DType : uint8_t { f32, f64, bf16, i32 };
+enum class DType : uint8_t { f32, f64, bf16, i32, i64 };
 enum class Device : uint8_t { cpu, cuda };
 
 size_t dtype_size(DType t);
@@ -22,6 +22,7 @@ template <class T> constexpr DType dtype_of();
 template <> constexpr DType dtype_of<float>() { return DType::f32; }
 template <> constexpr DType dtype_of<double>() { return DType::f64; }
 template <> constexpr DType dtype_of<int32_t>() { return DType::i32; }
+template <> constexpr DType dtype_of<int64_t>() { return DType::i64; }
 
 inline uint16_t f32_to_bf16(float f) {
   uint32_t u;
