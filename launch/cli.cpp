@@ -31,6 +31,16 @@ int run_cli(int argc, char** argv) {
   b->add_option("--steps", bench.steps, "timed steps after warm-up")->check(CLI::PositiveNumber);
   b->add_option("--warmup", bench.warmup, "untimed warm-up steps")->check(CLI::NonNegativeNumber);
 
+  ScheduleArgs sched;
+  CLI::App* s = app.add_subcommand("schedule", "print a pipeline schedule's op order per rank");
+  s->add_option("--kind", sched.kind, "sequential | 1f1b | dualpipe | dualpipev")->required();
+  s->add_option("--pp", sched.pp, "pipeline ranks (default 1)");
+  s->add_option("--chunks", sched.chunks, "micro-batches per step")->required();
+  CLI::Option* sim = s->add_option("--simulate", sched.costs,
+                                   "simulate; optional costs F=1,B=2,I=W,W=1,FB=3,p2p=0")
+                         ->expected(0, 1);
+  s->add_option("--trace", sched.trace, "write the simulated timeline as a Chrome trace");
+
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
@@ -40,6 +50,10 @@ int run_cli(int argc, char** argv) {
   try {
     if (*t) return run_train(train);
     if (*b) return run_bench(bench);
+    if (*s) {
+      sched.simulate = sim->count() > 0;
+      return run_schedule(sched);
+    }
   } catch (const core::ConfigError& e) {
     std::fprintf(stderr, "flotilla: config error: %s\n", e.what());
     return 2;
