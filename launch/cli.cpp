@@ -39,6 +39,7 @@ int run_cli(int argc, char** argv) {
   CLI::Option* sim = s->add_option("--simulate", sched.costs,
                                    "simulate; optional costs F=1,B=2,I=W,W=1,FB=3,p2p=0")
                          ->expected(0, 1);
+  s->add_flag("--comm", sched.comm, "also print the communication actions (recv, send, commit)");
   s->add_option("--trace", sched.trace, "write the simulated timeline as a Chrome trace");
 
   try {

@@ -39,7 +39,8 @@ int run_schedule(const ScheduleArgs& args) {
   const bool simulate = args.simulate || !args.trace.empty();
   parallel::CostModel cost = parallel::parse_cost_model(args.costs);
   std::vector<parallel::Schedule> ranks = parallel::make_schedules(kind, args.pp, args.chunks);
-  for (const parallel::Schedule& s : ranks) fmt::print("{}\n", parallel::format_schedule(s));
+  for (const parallel::Schedule& s : ranks)
+    fmt::print("{}\n", parallel::format_schedule(s, args.comm));
   if (!simulate) return 0;
 
   parallel::SimResult sim = parallel::simulate(ranks, cost);

@@ -83,10 +83,11 @@ Schedule make_schedule(ScheduleKind kind, int pp, int chunks, int rank);
 // make_schedule for every rank 0 .. pp-1.
 std::vector<Schedule> make_schedules(ScheduleKind kind, int pp, int chunks);
 
-// The compute ops only, in the notation of docs/pipeline.md: `r0: F0.0 I1.0 W1.0 (F0.3&B1.1)`.
-std::string format_schedule(const Schedule& s);
-// One compute action as printed ("F0.3", "B1.1", "I0.2", "W0.2", "(F0.3&B1.1)"), or for a
-// communication action its name and operands ("send_forward 0.3", "commit").
+// The compute ops only, in the notation of docs/pipeline.md: `r0: F0.0 I1.0 W1.0 (F0.3&B1.1)`;
+// with_comm adds the communication actions in their places (`recv_forward(0.1) commit F0.1`).
+std::string format_schedule(const Schedule& s, bool with_comm = false);
+// One action as printed: "F0.3", "B1.1", "I0.2", "W0.2", "(F0.3&B1.1)", and for communication
+// "recv_forward(0.3)", "send_backward(1.2)" (chunk.micro of the message), "commit".
 std::string action_label(const Action& a);
 
 // Peaks over the list: activations = chunk forwards whose B or I has not run yet (the forward

@@ -19,23 +19,23 @@ std::string action_label(const Action& a) {
     case ActionKind::forward_backward:
       return fmt::format("(F{}.{}&B{}.{})", a.chunk, a.micro, a.chunk_b, a.micro_b);
     case ActionKind::recv_forward:
-      return fmt::format("recv_forward {}.{}", a.chunk, a.micro);
+      return fmt::format("recv_forward({}.{})", a.chunk, a.micro);
     case ActionKind::recv_backward:
-      return fmt::format("recv_backward {}.{}", a.chunk, a.micro);
+      return fmt::format("recv_backward({}.{})", a.chunk, a.micro);
     case ActionKind::send_forward:
-      return fmt::format("send_forward {}.{}", a.chunk, a.micro);
+      return fmt::format("send_forward({}.{})", a.chunk, a.micro);
     case ActionKind::send_backward:
-      return fmt::format("send_backward {}.{}", a.chunk, a.micro);
+      return fmt::format("send_backward({}.{})", a.chunk, a.micro);
     case ActionKind::commit:
       return "commit";
   }
   return "?";
 }
 
-std::string format_schedule(const Schedule& s) {
+std::string format_schedule(const Schedule& s, bool with_comm) {
   std::string line = fmt::format("r{}:", s.rank);
   for (const Action& a : s.actions) {
-    if (!a.is_compute()) continue;
+    if (!with_comm && !a.is_compute()) continue;
     line += ' ';
     line += action_label(a);
   }

@@ -30,6 +30,13 @@ TEST_CASE("flotilla schedule --simulate adds the per-rank table after the op lin
   CHECK_THAT(r.output, Contains("makespan 26") && Contains("peak_activations"));
   // rank 0: busy 24, idle 2, peak activations 5
   CHECK_THAT(r.output, Contains("r0            24          2"));
+  auto m = run_flotilla("schedule --kind 1f1b --pp 2 --chunks 2 --comm");
+  INFO(m.output);
+  CHECK(m.output ==
+        "r0: F0.0 send_forward(0.0) commit F0.1 send_forward(0.1) recv_backward(0.0) commit B0.0 "
+        "recv_backward(0.1) commit B0.1\n"
+        "r1: recv_forward(0.0) commit F0.0 B0.0 send_backward(0.0) recv_forward(0.1) commit F0.1 "
+        "B0.1 send_backward(0.1) commit\n");
   auto d = run_flotilla("schedule --kind 1f1b --pp 2 --chunks 2 --simulate");
   INFO(d.output);
   CHECK(d.code == 0);

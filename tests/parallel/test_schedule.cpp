@@ -250,20 +250,21 @@ TEST_CASE("communication mirrors the reference's calls", "[schedule]") {
   Schedule s = make_schedule(ScheduleKind::dualpipe, 4, 8, 1);
   std::vector<std::string> head;
   for (size_t i = 0; i < 8; ++i) head.push_back(action_label(s.actions[i]));
-  CHECK(head == std::vector<std::string>{"recv_forward 0.0", "commit", "F0.0", "send_forward 0.0",
-                                         "recv_forward 0.1", "recv_forward 1.0", "commit", "F1.0"});
+  CHECK(head == std::vector<std::string>{"recv_forward(0.0)", "commit", "F0.0", "send_forward(0.0)",
+                                         "recv_forward(0.1)", "recv_forward(1.0)", "commit",
+                                         "F1.0"});
   // A W commits what is queued before it runs, so this rank has nothing left at the end; where
   // the last backward's gradient is still queued, the step ends with its commit.
   CHECK(s.actions.back().kind == ActionKind::weight);
   Schedule last = make_schedule(ScheduleKind::one_f_one_b, 2, 3, 1);
   REQUIRE(last.actions.size() > 3);
   CHECK(action_label(last.actions[last.actions.size() - 3]) == "B0.2");
-  CHECK(action_label(last.actions[last.actions.size() - 2]) == "send_backward 0.2");
+  CHECK(action_label(last.actions[last.actions.size() - 2]) == "send_backward(0.2)");
   CHECK(last.actions.back().kind == ActionKind::commit);
   // Rank 0's first forward has its input locally: no receive, no commit before it.
   Schedule r0 = make_schedule(ScheduleKind::dualpipe, 4, 8, 0);
   CHECK(action_label(r0.actions[0]) == "F0.0");
-  CHECK(action_label(r0.actions[1]) == "send_forward 0.0");
+  CHECK(action_label(r0.actions[1]) == "send_forward(0.0)");
 }
 
 TEST_CASE("in-flight peaks: activations PP+1 for DualPipe and DualPipeV, slots per chunk",

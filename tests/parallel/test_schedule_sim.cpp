@@ -153,8 +153,8 @@ TEST_CASE("a deadlocking order is reported with the waiting ranks, not hung", "[
   SimResult sim = simulate(ranks, CostModel{});
   CHECK_FALSE(sim.ok());
   CHECK_THAT(sim.deadlock, Contains("deadlock"));
-  CHECK_THAT(sim.deadlock, Contains("r0 waits") && Contains("send_forward 0.1 to r1"));
-  CHECK_THAT(sim.deadlock, Contains("r1 waits") && Contains("send_backward 0.0 to r0"));
+  CHECK_THAT(sim.deadlock, Contains("r0 waits") && Contains("send_forward(0.1) to r1"));
+  CHECK_THAT(sim.deadlock, Contains("r1 waits") && Contains("send_backward(0.0) to r0"));
   // The shipped 1F1B of the same size runs.
   CHECK(simulate(make_schedules(ScheduleKind::one_f_one_b, 2, 2), CostModel{}).ok());
 }
