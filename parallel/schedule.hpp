@@ -16,6 +16,9 @@
 //   is one message to/from the peer in the chunk's ChunkPlace, and every commit posts >= 1 op.
 // - For recv/send actions `micro` is the micro-batch the message carries (the chunk's next one
 //   in that direction; messages of a chunk and kind travel in micro order).
+// - No compute action starts while recv/send actions are queued (a commit always comes first).
+// - Between two ranks, the i-th message one posts is the i-th the other expects, over all
+//   chunks and kinds together, so one tag per neighbour suffices (the simulator checks this).
 #pragma once
 
 #include <cstdint>
