@@ -44,6 +44,7 @@ struct ChunkPlace {
   bool last_stage(int num_stages) const { return stage == num_stages - 1; }  // loss computed here
 };
 
+// The order matters to Action::is_comm / is_compute: messages, then commit, then compute.
 enum class ActionKind : uint8_t {
   recv_forward,     // queue a receive of the next forward input of `chunk` from prev_rank
   recv_backward,    // queue a receive of the next output gradient of `chunk` from next_rank
