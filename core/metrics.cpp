@@ -43,6 +43,11 @@ void MetricsWriter::write(const StepMetrics& m) {
   j["backward_s"] = m.backward_s;
   j["optimizer_s"] = m.optimizer_s;
   j["max_vio"] = m.max_vio;
+  j["peak_activations"] = m.peak_activations;
+  if (m.a2a_bytes) j["a2a_bytes"] = *m.a2a_bytes;
+  if (m.comm_s) j["comm_s"] = *m.comm_s;
+  if (m.exposed_comm_s) j["exposed_comm_s"] = *m.exposed_comm_s;
+  if (m.bubble_fraction) j["bubble_fraction"] = *m.bubble_fraction;
   if (m.eval_loss) j["eval_loss"] = *m.eval_loss;
   if (m.entropy_floor) j["entropy_floor"] = *m.entropy_floor;
   jsonl_ << j.dump() << "\n";

@@ -24,6 +24,14 @@ struct StepMetrics {
   // (reductions, clipping, AdamW, bias update)
   double forward_s = 0, backward_s = 0, optimizer_s = 0;
   double max_vio = 0;  // MaxVio of this step's global batch, averaged over MoE layers
+  // Communication (multi-rank runs; the slowest rank's figure): bytes this rank sent in expert
+  // all-to-all, time any communication was in flight, and time compute waited for
+  // communication other than pipeline messages (exposed communication).
+  std::optional<int64_t> a2a_bytes;
+  std::optional<double> comm_s, exposed_comm_s;
+  // Pipelines: the share of the step spent waiting for pipeline messages (the bubble).
+  std::optional<double> bubble_fraction;
+  int peak_activations = 0;  // micro-batch forwards in flight at once on a rank (largest)
   std::optional<double> eval_loss;
   std::optional<double> entropy_floor;
 };

@@ -8,6 +8,7 @@
 
 #include "core/error.hpp"
 #include "launch/commands.hpp"
+#include "launch/environment.hpp"
 
 namespace launch {
 
@@ -55,13 +56,18 @@ int run_cli(int argc, char** argv) {
       sched.simulate = sim->count() > 0;
       return run_schedule(sched);
     }
+  } catch (const core::PeerError&) {
+    return 2;  // the rank that found the problem printed it
   } catch (const core::ConfigError& e) {
-    std::fprintf(stderr, "flotilla: config error: %s\n", e.what());
+    // Found before communication, the same on every rank of a job: rank 0 says it.
+    if (read_launch_env().rank == 0) std::fprintf(stderr, "flotilla: config error: %s\n", e.what());
     return 2;
   } catch (const core::DataError& e) {
-    std::fprintf(stderr, "flotilla: data error: %s\n", e.what());
+    if (read_launch_env().rank == 0) std::fprintf(stderr, "flotilla: data error: %s\n", e.what());
     return 2;
   } catch (const std::exception& e) {
+    // After communication has started, peers may be waiting in a collective: end the whole job.
+    if (parallel::mpi_active()) core::fatal(e.what());
     std::fprintf(stderr, "flotilla: error: %s\n", e.what());
     return 1;
   }

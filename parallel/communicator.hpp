@@ -45,7 +45,8 @@ using HandlePtr = std::unique_ptr<Handle>;
 struct CommStats {
   int64_t bytes_sent[4] = {0, 0, 0, 0};  // by Traffic, bytes leaving this rank (to other ranks)
   double in_flight_s = 0;                // wall time during which at least one operation was pending
-  double wait_s = 0;                     // wall time the calling thread spent blocked in wait()
+  double wait_s[4] = {0, 0, 0, 0};       // by Traffic, time the calling thread was blocked in wait()
+  double total_wait_s() const { return wait_s[0] + wait_s[1] + wait_s[2] + wait_s[3]; }
 };
 
 // One message of a batched point-to-point exchange.
@@ -66,12 +67,18 @@ class Communicator {
   // In place over buf, element-wise across ranks.
   virtual HandlePtr all_reduce(const core::Tensor& buf, ReduceOp op,
                                Traffic traffic = Traffic::other) = 0;
-  // out [size * n] gathers every rank's in [n] in rank order.
+  // out [size * n] gathers every rank's in [n] in rank order. `in` may be this rank's own block
+  // of `out` (in place).
   virtual HandlePtr all_gather(const core::Tensor& in, const core::Tensor& out,
                                Traffic traffic = Traffic::other) = 0;
   // out [n] = this rank's block of the element-wise sum of every rank's in [size * n].
   virtual HandlePtr reduce_scatter(const core::Tensor& in, const core::Tensor& out,
                                    Traffic traffic = Traffic::other) = 0;
+  // Variable blocks: out [counts[rank]] = this rank's block of the element-wise sum of every
+  // rank's in [sum of counts]; blocks follow each other in rank order and may be empty.
+  virtual HandlePtr reduce_scatter_v(const core::Tensor& in, const core::Tensor& out,
+                                     const std::vector<int64_t>& counts,
+                                     Traffic traffic = Traffic::other) = 0;
   // Variable all-to-all over rows: send_counts[r] rows of `in` go to rank r (in rank order);
   // recv_counts[r] rows arrive from rank r into `out`. Empty segments are fine. tag < 0 takes
   // the next reserved tag.
@@ -85,7 +92,8 @@ class Communicator {
   // completes when the handle `next` returns completes. This chains a second exchange whose
   // sizes come from the first (expert dispatch: counts, then rows) without the caller's help.
   // `next` must only issue tagged operations (all_to_all_v with an explicit tag, send_recv).
-  virtual HandlePtr then(HandlePtr first, std::function<HandlePtr()> next) = 0;
+  virtual HandlePtr then(HandlePtr first, std::function<HandlePtr()> next,
+                         Traffic traffic = Traffic::other) = 0;
   // n consecutive tags, the same on every rank that calls in the same order (for then()).
   virtual int reserve_tags(int n) = 0;
 

@@ -125,10 +125,13 @@ class MpiCommunicator : public Communicator {
     const int64_t bytes = static_cast<int64_t>(in.bytes()) * (size_ - 1);
     auto rop = make_op("all_gather", out.bytes(), traffic);
     void *src = in.data, *dst = out.data;
+    // in place when `in` already is this rank's block of `out`
+    const bool in_place = src == static_cast<char*>(dst) + static_cast<int64_t>(rank_) * n;
     MPI_Comm comm = comm_;
     rop->add(send_time(bytes, size_ - 2, traffic), [=](std::vector<MPI_Request>& reqs) {
       reqs.emplace_back();
-      FLOT_MPI(MPI_Iallgather(src, n, MPI_BYTE, dst, n, MPI_BYTE, comm, &reqs.back()));
+      FLOT_MPI(MPI_Iallgather(in_place ? MPI_IN_PLACE : src, n, MPI_BYTE, dst, n, MPI_BYTE, comm,
+                              &reqs.back()));
     });
     return engine_->submit(std::move(rop));
   }
@@ -146,6 +149,32 @@ class MpiCommunicator : public Communicator {
     rop->add(send_time(bytes, size_ - 2, traffic), [=](std::vector<MPI_Request>& reqs) {
       reqs.emplace_back();
       FLOT_MPI(MPI_Ireduce_scatter_block(src, dst, n, t, MPI_SUM, comm, &reqs.back()));
+    });
+    return engine_->submit(std::move(rop));
+  }
+
+  HandlePtr reduce_scatter_v(const core::Tensor& in, const core::Tensor& out,
+                             const std::vector<int64_t>& counts, Traffic traffic) override {
+    FLOT_CHECK(counts.size() == static_cast<size_t>(size_), "reduce_scatter_v with {} counts on {} ranks",
+               counts.size(), size_);
+    std::vector<int> c(size_);
+    int64_t total = 0;
+    for (int r = 0; r < size_; ++r) {
+      c[r] = int_count(counts[r], "reduce_scatter_v");
+      total += counts[r];
+    }
+    FLOT_CHECK(in.dtype == out.dtype && in.numel() == total && out.numel() == counts[rank_],
+               "reduce_scatter_v of {} {} into {} {} with {} elements here of {}",
+               core::dtype_name(in.dtype), in.shape_str(), core::dtype_name(out.dtype),
+               out.shape_str(), counts[rank_], total);
+    MPI_Datatype t = reduce_type(in);
+    const int64_t bytes = (total - counts[rank_]) * static_cast<int64_t>(core::dtype_size(in.dtype));
+    auto rop = make_op("reduce_scatter_v", in.bytes(), traffic);
+    void *src = in.data, *dst = out.data;
+    MPI_Comm comm = comm_;
+    rop->add(send_time(bytes, size_ - 2, traffic), [=](std::vector<MPI_Request>& reqs) {
+      reqs.emplace_back();
+      FLOT_MPI(MPI_Ireduce_scatter(src, dst, c.data(), t, MPI_SUM, comm, &reqs.back()));
     });
     return engine_->submit(std::move(rop));
   }
@@ -191,8 +220,9 @@ class MpiCommunicator : public Communicator {
     return post_messages("send_recv", ws, wr, traffic);
   }
 
-  HandlePtr then(HandlePtr first, std::function<HandlePtr()> next) override {
+  HandlePtr then(HandlePtr first, std::function<HandlePtr()> next, Traffic traffic) override {
     auto op = std::make_shared<ThenOp>(std::move(first), std::move(next));
+    op->traffic = traffic;
     op->what = fmt::format("a chained exchange on {} ({} ranks)", name_, size_);
     return engine_->submit(std::move(op));
   }
@@ -277,6 +307,13 @@ class MpiCommunicator : public Communicator {
 };
 
 }  // namespace
+
+bool mpi_active() {
+  int init = 0, fin = 0;
+  MPI_Initialized(&init);
+  MPI_Finalized(&fin);
+  return init && !fin;
+}
 
 struct MpiRuntime::Impl {
   std::shared_ptr<Engine> engine;

@@ -15,6 +15,9 @@
 
 namespace parallel {
 
+// True between this process's MPI initialization and finalization in a job of several ranks.
+bool mpi_active();
+
 class MpiRuntime {
  public:
   // Initializes MPI. comm_timeout_s and the link come from the validated config.

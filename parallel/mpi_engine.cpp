@@ -116,7 +116,7 @@ void Engine::wait(Op& op) {
                         std::chrono::duration_cast<std::chrono::steady_clock::duration>(
                             std::chrono::duration<double>(timeout_s_));
   bool ok = done_cv_.wait_until(lk, deadline, [&] { return op.complete.load(); });
-  stats_.wait_s += now_s() - t0;
+  stats_.wait_s[static_cast<int>(op.traffic)] += now_s() - t0;
   if (!ok) {
     lk.unlock();
     core::fatal(fmt::format(

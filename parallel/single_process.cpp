@@ -36,6 +36,13 @@ class SingleProcess : public Communicator {
     copy_bytes(in, out);
     return done();
   }
+  HandlePtr reduce_scatter_v(const core::Tensor& in, const core::Tensor& out,
+                             const std::vector<int64_t>& counts, Traffic) override {
+    FLOT_CHECK(counts.size() == 1 && counts[0] == out.numel() && in.numel() == out.numel(),
+               "single-process reduce_scatter_v of {} into {}", in.shape_str(), out.shape_str());
+    copy_bytes(in, out);
+    return done();
+  }
   HandlePtr all_to_all_v(const core::Tensor& in, const std::vector<int64_t>& send_counts,
                          const core::Tensor& out, const std::vector<int64_t>& recv_counts, Traffic,
                          int) override {
@@ -51,7 +58,7 @@ class SingleProcess : public Communicator {
                sends.size());
     return done();
   }
-  HandlePtr then(HandlePtr first, std::function<HandlePtr()> next) override {
+  HandlePtr then(HandlePtr first, std::function<HandlePtr()> next, Traffic) override {
     first->wait();
     return next();
   }
