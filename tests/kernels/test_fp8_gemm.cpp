@@ -110,19 +110,27 @@ TEST_CASE("fp8 dense GEMMs match float64 within DeepGEMM's bound and emulate exa
   }
 }
 
-TEST_CASE("fp8 forward and dgrad honour beta; the weight gradient accumulates", "[fp8]") {
+TEST_CASE("fp8 forward and dgrad honour beta", "[fp8]") {
   const int64_t M = 130, N = 140, K = 150;
-  const Vec x = operand(M, K, 5), w = operand(N, K, 6);
+  const Vec x = operand(M, K, 5), w = operand(N, K, 6), dy = operand(M, N, 8);
   core::Context ctx;
   QBuf xq(DType::e4m3, Fp8Tiling::row_1x128, M, K), wq(DType::e4m3, Fp8Tiling::block_128x128, N, K);
+  QBuf dyq(DType::e4m3, Fp8Tiling::row_1x128, M, N);
   kernels::fp8_quantize(ctx, Tensor::of(x.data(), {M, K}), xq.q);
   kernels::fp8_quantize(ctx, Tensor::of(w.data(), {N, K}), wq.q);
+  kernels::fp8_quantize(ctx, Tensor::of(dy.data(), {M, N}), dyq.q);
+  // out = acc + beta * out, against the same product written with beta = 0
   const Vec y0 = testing::random_vector<float>(size_t(M * N), 7);
-  Vec y = y0, fresh(M * N);
+  Vec y = y0, fresh_y(M * N);
   kernels::fp8_gemm_forward(ctx, xq.q, wq.q, Tensor::of(y.data(), {M, N}), 0.5);
-  kernels::fp8_gemm_forward(ctx, xq.q, wq.q, Tensor::of(fresh.data(), {M, N}));
+  kernels::fp8_gemm_forward(ctx, xq.q, wq.q, Tensor::of(fresh_y.data(), {M, N}));
+  const Vec dx0 = testing::random_vector<float>(size_t(M * K), 9);
+  Vec dx = dx0, fresh_dx(M * K);
+  kernels::fp8_gemm_dgrad(ctx, dyq.q, wq.q, Tensor::of(dx.data(), {M, K}), 1.0);
+  kernels::fp8_gemm_dgrad(ctx, dyq.q, wq.q, Tensor::of(fresh_dx.data(), {M, K}));
   size_t wrong = 0;
-  for (int64_t i = 0; i < M * N; ++i) wrong += !(y[i] == fresh[i] + 0.5f * y0[i]);
+  for (int64_t i = 0; i < M * N; ++i) wrong += !(y[i] == fresh_y[i] + 0.5f * y0[i]);
+  for (int64_t i = 0; i < M * K; ++i) wrong += !(dx[i] == fresh_dx[i] + dx0[i]);
   CHECK(wrong == 0);
 }
 
