@@ -6,7 +6,6 @@
 #include <cmath>
 #include <cstdio>
 #include <functional>
-#include <string>
 #include <vector>
 
 #include "bench_timing.hpp"
@@ -43,9 +42,11 @@ struct Q {
 
 int64_t tiles(int64_t n) { return (n + 127) / 128; }
 
+// Wall and CPU seconds of the three GEMMs.
 struct Times {
-  double fwd, dgrad, wgrad;
-  double total() const { return fwd + dgrad + wgrad; }
+  bench::Timing fwd, dgrad, wgrad;
+  double wall() const { return fwd.best_wall + dgrad.best_wall + wgrad.best_wall; }
+  double cpu() const { return fwd.mean_cpu + dgrad.mean_cpu + wgrad.mean_cpu; }
 };
 
 // The three GEMMs of a Linear (or of the experts) in one precision.
@@ -53,17 +54,19 @@ struct Calls {
   std::function<void()> fwd, dgrad, wgrad;
 };
 
-Times time_calls(const std::string& what, const Calls& c) {
+Times time_calls(const Calls& c) {
   const int reps = 5;
-  return {bench::best_seconds((what + " fwd").c_str(), reps, c.fwd),
-          bench::best_seconds((what + " dgrad").c_str(), reps, c.dgrad),
-          bench::best_seconds((what + " wgrad").c_str(), reps, c.wgrad)};
+  return {bench::best_timing(reps, c.fwd), bench::best_timing(reps, c.dgrad),
+          bench::best_timing(reps, c.wgrad)};
 }
 
+// Per GEMM: best wall ms; then GFLOP/s of the three by wall time, and the ratios to FP32 by wall
+// time and by CPU time (the steadier one on a shared machine).
 void report(const char* what, const Times& t, const Times& base, double flops) {
-  std::printf("  %-22s fwd %7.2f ms  dgrad %7.2f ms  wgrad %7.2f ms | %6.1f GFLOP/s | %.2fx fp32\n",
-              what, t.fwd * 1e3, t.dgrad * 1e3, t.wgrad * 1e3, 3 * flops / t.total() * 1e-9,
-              t.total() / base.total());
+  std::printf("  %-21s fwd %7.2f  dgrad %7.2f  wgrad %7.2f ms | %6.1f GFLOP/s | %.2fx wall, "
+              "%.2fx CPU\n",
+              what, t.fwd.best_wall * 1e3, t.dgrad.best_wall * 1e3, t.wgrad.best_wall * 1e3,
+              3 * flops / t.wall() * 1e-9, t.wall() / base.wall(), t.cpu() / base.cpu());
 }
 
 // Times and reports FP32, FP8 with and without the quantization of its operands (quant), BF16.
@@ -73,10 +76,10 @@ void compare(const Calls& fp32, const Calls& quant, const Calls& fp8, const Call
   auto then = [](const std::function<void()>& a, const std::function<void()>& b) {
     return [a, b] { a(), b(); };
   };
-  const Times t32 = time_calls("fp32", fp32), t8 = time_calls("fp8", fp8);
-  const Times t8q = time_calls("fp8+q", {then(quant.fwd, fp8.fwd), then(quant.dgrad, fp8.dgrad),
-                                         then(quant.wgrad, fp8.wgrad)});
-  const Times t16 = time_calls("bf16", bf16);
+  const Times t32 = time_calls(fp32), t8 = time_calls(fp8);
+  const Times t8q = time_calls({then(quant.fwd, fp8.fwd), then(quant.dgrad, fp8.dgrad),
+                                then(quant.wgrad, fp8.wgrad)});
+  const Times t16 = time_calls(bf16);
   report("fp32", t32, t32, flops);
   report("fp8 (gemm only)", t8, t32, flops);
   report("fp8 (with quantize)", t8q, t32, flops);

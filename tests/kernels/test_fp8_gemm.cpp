@@ -75,6 +75,7 @@ TEST_CASE("fp8 dense GEMMs match float64 within DeepGEMM's bound and emulate exa
   const int64_t M = 300, N = 200, K = 520;
   const Vec x = operand(M, K, 1), w = operand(N, K, 2, 0.05), dy = operand(M, N, 3);
   core::Context ctx;
+  std::vector<Vec> results;  // per thread count: y, dx, dw
   for (int threads : {1, 2}) {
     INFO("threads " << threads);
     ctx.threads = threads;
@@ -107,7 +108,10 @@ TEST_CASE("fp8 dense GEMMs match float64 within DeepGEMM's bound and emulate exa
     auto want = ref_gemm(dequantized(dyc), true, dequantized(xc), false, N, K, M);
     for (int64_t i = 0; i < N * K; ++i) want[i] += g0[i];
     check_emulation(dw, want);
+    results.insert(results.end(), {y, dx, dw});
   }
+  // Tiles, not threads, fix every summation: the results do not depend on the thread count.
+  for (size_t i = 0; i < 3; ++i) CHECK(results[i] == results[i + 3]);
 }
 
 TEST_CASE("fp8 forward and dgrad honour beta", "[fp8]") {
@@ -200,6 +204,7 @@ TEST_CASE("fp8 grouped GEMMs: ragged experts, an empty one, both scheduling path
   const Vec x = operand(M, K, 11), w = operand(E * N, K, 12, 0.05), dy = operand(M, N, 13);
   const Tensor offsets = Tensor::of(off.data(), {E + 1});
   core::Context ctx;
+  std::vector<Vec> results;  // per thread count: y, dx, dw
   for (int threads : {1, 2}) {
     INFO("threads " << threads);
     ctx.threads = threads;
@@ -247,7 +252,9 @@ TEST_CASE("fp8 grouped GEMMs: ragged experts, an empty one, both scheduling path
       for (int64_t i = 0; i < N * K; ++i) want[i] += g0e[i];
       check_emulation(dwe, want);
     }
+    results.insert(results.end(), {y, dx, dw});
   }
+  for (size_t i = 0; i < 3; ++i) CHECK(results[i] == results[i + 3]);
 }
 
 TEST_CASE("fp8 GEMMs reject wrong tilings, shapes and offsets", "[fp8]") {
