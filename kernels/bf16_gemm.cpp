@@ -72,8 +72,8 @@ void grouped_gemm_bf16(Context& ctx, const Tensor& A, const Tensor& B, bool tran
   grouped_gemm(ctx, a.view, b.view, trans_b, offsets, C, alpha, beta);
 }
 
-void grouped_gemm_wgrad_bf16(Context& ctx, const Tensor& dC, const Tensor& A,
-                             const Tensor& offsets, const Tensor& dB) {
+void grouped_gemm_wgrad_bf16(Context& ctx, const Tensor& dC, const Tensor& A, const Tensor& offsets,
+                             const Tensor& dB) {
   core::check_dtype(dB, core::DType::f32, "grouped_gemm_wgrad_bf16 dB");
   const Bf16Operand dc = bf16_operand(ctx, dC, "grouped_gemm_wgrad_bf16 dC");
   const Bf16Operand a = bf16_operand(ctx, A, "grouped_gemm_wgrad_bf16 A");

@@ -28,7 +28,7 @@ void grouped_gemm_bf16(Context& ctx, const Tensor& A, const Tensor& B, bool tran
                        const Tensor& offsets, const Tensor& C, double alpha = 1.0,
                        double beta = 0.0);
 // kernels::grouped_gemm_wgrad with BF16 operands: dB[e] += dC[rows of e]^T A[rows of e].
-void grouped_gemm_wgrad_bf16(Context& ctx, const Tensor& dC, const Tensor& A,
-                             const Tensor& offsets, const Tensor& dB);
+void grouped_gemm_wgrad_bf16(Context& ctx, const Tensor& dC, const Tensor& A, const Tensor& offsets,
+                             const Tensor& dB);
 
 }  // namespace kernels

@@ -45,7 +45,9 @@ const float* e5m2_table() {
   return table.data();
 }
 
-bool is_fp8(core::DType t) { return t == core::DType::e4m3 || t == core::DType::e5m2; }
+bool is_fp8(core::DType t) {
+  return t == core::DType::e4m3 || t == core::DType::e5m2;
+}
 
 float fp8_max(core::DType t) {
   FLOT_CHECK(is_fp8(t), "{} is not an FP8 dtype", core::dtype_name(t));

@@ -69,15 +69,23 @@ inline uint8_t encode_satfinite(float x) {
 }  // namespace fp8_detail
 
 // float -> E4M3 code, satfinite (see the top of the file).
-inline uint8_t f32_to_e4m3(float x) { return fp8_detail::encode_satfinite<3, 7, 0x7Eu>(x); }
+inline uint8_t f32_to_e4m3(float x) {
+  return fp8_detail::encode_satfinite<3, 7, 0x7Eu>(x);
+}
 // float -> E5M2 code, satfinite (see the top of the file).
-inline uint8_t f32_to_e5m2(float x) { return fp8_detail::encode_satfinite<2, 15, 0x7Bu>(x); }
+inline uint8_t f32_to_e5m2(float x) {
+  return fp8_detail::encode_satfinite<2, 15, 0x7Bu>(x);
+}
 
 // The 256 decoded values of each format, indexed by code.
 const float* e4m3_table();
 const float* e5m2_table();
-inline float e4m3_to_f32(uint8_t c) { return e4m3_table()[c]; }
-inline float e5m2_to_f32(uint8_t c) { return e5m2_table()[c]; }
+inline float e4m3_to_f32(uint8_t c) {
+  return e4m3_table()[c];
+}
+inline float e5m2_to_f32(uint8_t c) {
+  return e5m2_table()[c];
+}
 
 // Per-format constants and table for code that handles both formats (dtype e4m3 or e5m2).
 bool is_fp8(core::DType t);
@@ -85,6 +93,8 @@ float fp8_max(core::DType t);
 const float* fp8_table(core::DType t);
 
 // float -> BF16 -> float: the value a BF16 operand holds (ties to even, NaN stays NaN).
-inline float round_bf16(float x) { return core::bf16_to_f32(core::f32_to_bf16(x)); }
+inline float round_bf16(float x) {
+  return core::bf16_to_f32(core::f32_to_bf16(x));
+}
 
 }  // namespace kernels

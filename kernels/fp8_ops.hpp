@@ -72,16 +72,16 @@ Fp8Tensor fp8_alloc(core::BumpArena& arena, core::DType format, Fp8Tiling tiling
 Fp8Tensor fp8_alloc_experts(core::BumpArena& arena, core::DType format, int64_t experts,
                             int64_t rows, int64_t cols);
 // col_128x1 over `segments` segments of [rows, cols] (grouped weight-gradient operands).
-Fp8Tensor fp8_alloc_segments(core::BumpArena& arena, core::DType format, int64_t rows,
-                             int64_t cols, int64_t segments);
+Fp8Tensor fp8_alloc_segments(core::BumpArena& arena, core::DType format, int64_t rows, int64_t cols,
+                             int64_t segments);
 
 // ---- quantization --------------------------------------------------------------------------
 // q = quantize(x) with q.tiling. x f32; row and col tilings fold x to [rows, last dim], block
 // tiling reads x as one matrix (2-D) or stacked experts (3-D). q.codes has x's shape.
 void fp8_quantize(Context& ctx, const Tensor& x, const Fp8Tensor& q, bool pow2_scales = false);
 // col_128x1 per segment: rows [offsets[e], offsets[e+1]) are tiled from offsets[e].
-void fp8_quantize_segments(Context& ctx, const Tensor& x, const Tensor& offsets,
-                           const Fp8Tensor& q, bool pow2_scales = false);
+void fp8_quantize_segments(Context& ctx, const Tensor& x, const Tensor& offsets, const Fp8Tensor& q,
+                           bool pow2_scales = false);
 // x (f32, q.codes' shape) = decode(codes) * scale.
 void fp8_dequantize(Context& ctx, const Fp8Tensor& q, const Tensor& x);
 void fp8_dequantize_segments(Context& ctx, const Fp8Tensor& q, const Tensor& offsets,

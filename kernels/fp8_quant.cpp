@@ -21,7 +21,8 @@ struct Dims {
 };
 Dims dims_of(const Fp8Tensor& q) {
   const Tensor& c = q.codes;
-  if (q.tiling == Fp8Tiling::block_128x128 && c.ndim == 3) return {c.shape[0], c.shape[1], c.shape[2]};
+  if (q.tiling == Fp8Tiling::block_128x128 && c.ndim == 3)
+    return {c.shape[0], c.shape[1], c.shape[2]};
   return {1, detail::fold_rows(c), c.cols()};
 }
 
@@ -34,13 +35,15 @@ void check_float(const Tensor& x, const Fp8Tensor& q, const char* what) {
 
 void check_offsets(const Tensor& offsets, int64_t rows, const char* what) {
   core::check_dtype(offsets, core::DType::i32, what);
-  FLOT_CHECK(offsets.ndim == 1 && offsets.shape[0] >= 1, "{} has shape {}, expected [E + 1]",
-             what, offsets.shape_str());
+  FLOT_CHECK(offsets.ndim == 1 && offsets.shape[0] >= 1, "{} has shape {}, expected [E + 1]", what,
+             offsets.shape_str());
   moe_check::on_cpu(offsets, what);
   moe_check::segment_offsets(offsets, rows, what);
 }
 
-int segment_count(const Tensor& offsets) { return static_cast<int>(offsets.shape[0] - 1); }
+int segment_count(const Tensor& offsets) {
+  return static_cast<int>(offsets.shape[0] - 1);
+}
 
 // A float tensor of q's codes' shape over `buffer` (left uninitialized).
 Tensor float_like(const Fp8Tensor& q, std::unique_ptr<float[]>& buffer) {
@@ -55,18 +58,24 @@ Tensor float_like(const Fp8Tensor& q, std::unique_ptr<float[]>& buffer) {
 
 const char* fp8_tiling_name(Fp8Tiling t) {
   switch (t) {
-    case Fp8Tiling::row_1x128: return "1x128";
-    case Fp8Tiling::block_128x128: return "128x128";
-    case Fp8Tiling::col_128x1: return "128x1";
+    case Fp8Tiling::row_1x128:
+      return "1x128";
+    case Fp8Tiling::block_128x128:
+      return "128x128";
+    case Fp8Tiling::col_128x1:
+      return "128x1";
   }
   return "?";
 }
 
 std::array<int64_t, 2> fp8_scale_shape(Fp8Tiling tiling, int64_t rows, int64_t cols) {
   switch (tiling) {
-    case Fp8Tiling::row_1x128: return {rows, tiles(cols)};
-    case Fp8Tiling::block_128x128: return {tiles(rows), tiles(cols)};
-    case Fp8Tiling::col_128x1: return {tiles(rows), cols};
+    case Fp8Tiling::row_1x128:
+      return {rows, tiles(cols)};
+    case Fp8Tiling::block_128x128:
+      return {tiles(rows), tiles(cols)};
+    case Fp8Tiling::col_128x1:
+      return {tiles(rows), cols};
   }
   return {0, 0};
 }
@@ -93,8 +102,8 @@ Fp8Tensor fp8_alloc_experts(core::BumpArena& arena, core::DType format, int64_t 
           Fp8Tiling::block_128x128};
 }
 
-Fp8Tensor fp8_alloc_segments(core::BumpArena& arena, core::DType format, int64_t rows,
-                             int64_t cols, int64_t segments) {
+Fp8Tensor fp8_alloc_segments(core::BumpArena& arena, core::DType format, int64_t rows, int64_t cols,
+                             int64_t segments) {
   FLOT_CHECK(is_fp8(format), "fp8_alloc_segments: {} is not an FP8 format",
              core::dtype_name(format));
   return {arena.alloc(format, {rows, cols}),
@@ -107,13 +116,14 @@ void fp8_quantize(Context& ctx, const Tensor& x, const Fp8Tensor& q, bool pow2_s
   check_float(x, q, "fp8_quantize x");
   if (x.numel() == 0) return;
   const Dims d = dims_of(q);
-  cpu::fp8_quantize(x.ptr<float>(), d.cols, cpu::fp8_panels(q.tiling, d.rows, d.matrices, nullptr, 0),
+  cpu::fp8_quantize(x.ptr<float>(), d.cols,
+                    cpu::fp8_panels(q.tiling, d.rows, d.matrices, nullptr, 0),
                     q.tiling == Fp8Tiling::col_128x1, q.codes.dtype, pow2_scales,
                     fp8_check::codes(q), q.scales.ptr<float>(), cpu::moe_threads(ctx));
 }
 
-void fp8_quantize_segments(Context& ctx, const Tensor& x, const Tensor& offsets,
-                           const Fp8Tensor& q, bool pow2_scales) {
+void fp8_quantize_segments(Context& ctx, const Tensor& x, const Tensor& offsets, const Fp8Tensor& q,
+                           bool pow2_scales) {
   check_offsets(offsets, detail::fold_rows(q.codes), "fp8_quantize_segments offsets");
   fp8_check::segments(q, segment_count(offsets), "fp8_quantize_segments q");
   check_float(x, q, "fp8_quantize_segments x");
@@ -122,9 +132,8 @@ void fp8_quantize_segments(Context& ctx, const Tensor& x, const Tensor& offsets,
   std::memset(q.scales.data, 0, q.scales.bytes());
   const int e = segment_count(offsets);
   cpu::fp8_quantize(x.ptr<float>(), x.cols(),
-                    cpu::fp8_panels(q.tiling, 0, 1, offsets.ptr<int32_t>(), e), true,
-                    q.codes.dtype, pow2_scales, fp8_check::codes(q), q.scales.ptr<float>(),
-                    cpu::moe_threads(ctx));
+                    cpu::fp8_panels(q.tiling, 0, 1, offsets.ptr<int32_t>(), e), true, q.codes.dtype,
+                    pow2_scales, fp8_check::codes(q), q.scales.ptr<float>(), cpu::moe_threads(ctx));
 }
 
 void fp8_dequantize(Context& ctx, const Fp8Tensor& q, const Tensor& x) {
@@ -144,10 +153,10 @@ void fp8_dequantize_segments(Context& ctx, const Fp8Tensor& q, const Tensor& off
   fp8_check::segments(q, segment_count(offsets), "fp8_dequantize_segments q");
   check_float(x, q, "fp8_dequantize_segments x");
   if (x.numel() == 0) return;
-  cpu::fp8_dequantize(fp8_check::codes(q), q.scales.ptr<float>(), x.cols(),
-                      cpu::fp8_panels(q.tiling, 0, 1, offsets.ptr<int32_t>(),
-                                      segment_count(offsets)),
-                      true, fp8_table(q.codes.dtype), x.ptr<float>(), cpu::moe_threads(ctx));
+  cpu::fp8_dequantize(
+      fp8_check::codes(q), q.scales.ptr<float>(), x.cols(),
+      cpu::fp8_panels(q.tiling, 0, 1, offsets.ptr<int32_t>(), segment_count(offsets)), true,
+      fp8_table(q.codes.dtype), x.ptr<float>(), cpu::moe_threads(ctx));
 }
 
 void fp8_requantize(Context& ctx, const Fp8Tensor& src, const Fp8Tensor& dst, bool pow2_scales) {

@@ -42,8 +42,8 @@ std::vector<Fp8Panel> fp8_panels(Fp8Tiling tiling, int64_t rows, int64_t matrice
 // Quantizes x [*, cols] panel by panel into codes q (same layout) and scales [*, scale_cols]
 // with scale_cols = cols (per_column) or ceil(cols / 128).
 void fp8_quantize(const float* x, int64_t cols, const std::vector<Fp8Panel>& panels,
-                  bool per_column, core::DType format, bool pow2_scales, uint8_t* q,
-                  float* scales, int threads);
+                  bool per_column, core::DType format, bool pow2_scales, uint8_t* q, float* scales,
+                  int threads);
 // x = table[q] * scale, panel by panel.
 void fp8_dequantize(const uint8_t* q, const float* scales, int64_t cols,
                     const std::vector<Fp8Panel>& panels, bool per_column, const float* table,

@@ -11,7 +11,9 @@
 
 namespace kernels::fp8_check {
 
-inline int64_t tiles(int64_t n) { return (n + kFp8Tile - 1) / kFp8Tile; }
+inline int64_t tiles(int64_t n) {
+  return (n + kFp8Tile - 1) / kFp8Tile;
+}
 
 // Codes FP8 on the CPU with `tiling`; scales f32 on the CPU (shape checked by the callers below).
 inline void formats(const Fp8Tensor& q, Fp8Tiling tiling, const char* what) {
@@ -58,6 +60,8 @@ inline void segments(const Fp8Tensor& q, int64_t segments, const char* what) {
              c.cols());
 }
 
-inline uint8_t* codes(const Fp8Tensor& q) { return static_cast<uint8_t*>(q.codes.data); }
+inline uint8_t* codes(const Fp8Tensor& q) {
+  return static_cast<uint8_t*>(q.codes.data);
+}
 
 }  // namespace kernels::fp8_check

@@ -48,7 +48,8 @@ void gemm_tile(const BlockScaledGemm& g, int64_t i0, int64_t mt, int64_t j0, int
     const int64_t k0 = kb * kFp8Tile, kl = std::min(kFp8Tile, g.kd - k0);
     MatMap<float> pm(p, mt, nt);
     with_block(g.a, g.lda, g.a_trans, i0, mt, k0, kl, [&](const auto& a) {
-      with_block(g.b, g.ldb, g.b_trans, k0, kl, j0, nt, [&](const auto& b) { pm.noalias() = a * b; });
+      with_block(g.b, g.ldb, g.b_trans, k0, kl, j0, nt,
+                 [&](const auto& b) { pm.noalias() = a * b; });
     });
     for (int64_t j = 0; j < nt; ++j) sbv[j] = g.sb[kb * g.sb_k + ((j0 + j) >> g.sb_shift) * g.sb_j];
     for (int64_t i = 0; i < mt; ++i) {
@@ -83,8 +84,8 @@ std::unique_ptr<float[]> uninitialized(int64_t n) {
 std::unique_ptr<float[]> decode_rows(const Tensor& codes, int64_t r0, int64_t rows, int threads) {
   const int64_t cols = codes.cols();
   auto out = uninitialized(rows * cols);
-  fp8_decode(static_cast<const uint8_t*>(codes.data) + r0 * cols, fp8_table(codes.dtype),
-             out.get(), rows * cols, threads);
+  fp8_decode(static_cast<const uint8_t*>(codes.data) + r0 * cols, fp8_table(codes.dtype), out.get(),
+             rows * cols, threads);
   return out;
 }
 
@@ -160,8 +161,8 @@ void fp8_gemm(Fp8GemmKind kind, const Fp8Tensor& a, const Fp8Tensor& b, float* c
   const auto [n, k] = weight_dims(kind, a, b);
   auto ad = decode_rows(a.codes, 0, m, threads);
   auto bd = decode_rows(b.codes, 0, b.codes.rows(), threads);
-  BlockScaledGemm g = problem(kind, m, n, k,
-                              {ad.get(), a.scales.ptr<float>(), bd.get(), b.scales.ptr<float>(), c});
+  BlockScaledGemm g =
+      problem(kind, m, n, k, {ad.get(), a.scales.ptr<float>(), bd.get(), b.scales.ptr<float>(), c});
   g.beta = beta;
   block_scaled_gemm(g, threads);
 }

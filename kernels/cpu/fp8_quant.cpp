@@ -17,7 +17,9 @@ namespace {
 
 // |x| as bits. For non-negative floats the integer order is the value order and NaN patterns
 // sort above infinity, so an integer max is an amax that keeps NaN and vectorizes.
-inline uint32_t abs_bits(float x) { return fp8_detail::bits_of(x) & 0x7fffffffu; }
+inline uint32_t abs_bits(float x) {
+  return fp8_detail::bits_of(x) & 0x7fffffffu;
+}
 
 float tile_scale(uint32_t amax_bits, float fmt_max, bool pow2) {
   // std::max keeps a NaN first argument: a NaN tile gets a NaN scale.
@@ -88,13 +90,13 @@ void quantize_panel(const float* x, int64_t cols, const Fp8Panel& p, float fmt_m
 }
 
 template <core::DType F, bool kPerColumn>
-void quantize_panels(const float* x, int64_t cols, const std::vector<Fp8Panel>& panels,
-                     bool pow2, uint8_t* q, float* scales, int threads) {
+void quantize_panels(const float* x, int64_t cols, const std::vector<Fp8Panel>& panels, bool pow2,
+                     uint8_t* q, float* scales, int threads) {
   const float fmt_max = fp8_max(F);
   const int64_t groups = scale_cols(cols, kPerColumn);
   const int64_t count = static_cast<int64_t>(panels.size());
   const int64_t rows = panels.empty() ? 0 : panels.back().row0 + panels.back().rows;
-#pragma omp parallel num_threads(pass_threads(rows * cols, threads))
+#pragma omp parallel num_threads(pass_threads(rows* cols, threads))
   {
     std::vector<uint32_t> amax(groups);
 #pragma omp for schedule(static)
@@ -147,14 +149,14 @@ std::vector<Fp8Panel> fp8_panels(Fp8Tiling tiling, int64_t rows, int64_t matrice
   const int64_t blocks = (rows + kFp8Tile - 1) / kFp8Tile;
   for (int64_t m = 0; m < matrices; ++m)
     for (int64_t b = 0; b < blocks; ++b)
-      p.push_back({m * rows + b * kFp8Tile, std::min(kFp8Tile, rows - b * kFp8Tile),
-                   m * blocks + b});
+      p.push_back(
+          {m * rows + b * kFp8Tile, std::min(kFp8Tile, rows - b * kFp8Tile), m * blocks + b});
   return p;
 }
 
 void fp8_quantize(const float* x, int64_t cols, const std::vector<Fp8Panel>& panels,
-                  bool per_column, core::DType format, bool pow2_scales, uint8_t* q,
-                  float* scales, int threads) {
+                  bool per_column, core::DType format, bool pow2_scales, uint8_t* q, float* scales,
+                  int threads) {
   const bool e4m3 = format == core::DType::e4m3;
   if (per_column && e4m3)
     quantize_panels<core::DType::e4m3, true>(x, cols, panels, pow2_scales, q, scales, threads);
@@ -172,7 +174,7 @@ void fp8_dequantize(const uint8_t* q, const float* scales, int64_t cols,
   const int64_t groups = scale_cols(cols, per_column);
   const int64_t count = static_cast<int64_t>(panels.size());
   const int64_t rows = panels.empty() ? 0 : panels.back().row0 + panels.back().rows;
-#pragma omp parallel for schedule(static) num_threads(pass_threads(rows * cols, threads))
+#pragma omp parallel for schedule(static) num_threads(pass_threads(rows* cols, threads))
   for (int64_t i = 0; i < count; ++i) {
     const float* srow = scales + panels[i].scale_row * groups;
     if (per_column) {

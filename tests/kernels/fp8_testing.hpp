@@ -19,7 +19,9 @@ using kernels::Fp8Tensor;
 using kernels::Fp8Tiling;
 
 constexpr int64_t T = kernels::kFp8Tile;
-inline int64_t tiles(int64_t n) { return (n + T - 1) / T; }
+inline int64_t tiles(int64_t n) {
+  return (n + T - 1) / T;
+}
 
 // Codes and scales owned by the test, viewed as an Fp8Tensor.
 struct QBuf {
@@ -75,9 +77,12 @@ inline int64_t scale_index(Fp8Tiling tiling, int64_t rows, int64_t cols, int64_t
     return tile_row * cols + c;
   }
   switch (tiling) {
-    case Fp8Tiling::row_1x128: return r * tiles(cols) + c / T;
-    case Fp8Tiling::block_128x128: return (m * tiles(rows) + r / T) * tiles(cols) + c / T;
-    case Fp8Tiling::col_128x1: return (r / T) * cols + c;
+    case Fp8Tiling::row_1x128:
+      return r * tiles(cols) + c / T;
+    case Fp8Tiling::block_128x128:
+      return (m * tiles(rows) + r / T) * tiles(cols) + c / T;
+    case Fp8Tiling::col_128x1:
+      return (r / T) * cols + c;
   }
   return -1;
 }

@@ -40,7 +40,9 @@ struct Q {
   }
 };
 
-int64_t tiles(int64_t n) { return (n + 127) / 128; }
+int64_t tiles(int64_t n) {
+  return (n + 127) / 128;
+}
 
 // Wall and CPU seconds of the three GEMMs.
 struct Times {
@@ -63,10 +65,11 @@ Times time_calls(const Calls& c) {
 // Per GEMM: best wall ms; then GFLOP/s of the three by wall time, and the ratios to FP32 by wall
 // time and by CPU time (the steadier one on a shared machine).
 void report(const char* what, const Times& t, const Times& base, double flops) {
-  std::printf("  %-21s fwd %7.2f  dgrad %7.2f  wgrad %7.2f ms | %6.1f GFLOP/s | %.2fx wall, "
-              "%.2fx CPU\n",
-              what, t.fwd.best_wall * 1e3, t.dgrad.best_wall * 1e3, t.wgrad.best_wall * 1e3,
-              3 * flops / t.wall() * 1e-9, t.wall() / base.wall(), t.cpu() / base.cpu());
+  std::printf(
+      "  %-21s fwd %7.2f  dgrad %7.2f  wgrad %7.2f ms | %6.1f GFLOP/s | %.2fx wall, "
+      "%.2fx CPU\n",
+      what, t.fwd.best_wall * 1e3, t.dgrad.best_wall * 1e3, t.wgrad.best_wall * 1e3,
+      3 * flops / t.wall() * 1e-9, t.wall() / base.wall(), t.cpu() / base.cpu());
 }
 
 // Times and reports FP32, FP8 with and without the quantization of its operands (quant), BF16.
@@ -77,8 +80,8 @@ void compare(const Calls& fp32, const Calls& quant, const Calls& fp8, const Call
     return [a, b] { a(), b(); };
   };
   const Times t32 = time_calls(fp32), t8 = time_calls(fp8);
-  const Times t8q = time_calls({then(quant.fwd, fp8.fwd), then(quant.dgrad, fp8.dgrad),
-                                then(quant.wgrad, fp8.wgrad)});
+  const Times t8q = time_calls(
+      {then(quant.fwd, fp8.fwd), then(quant.dgrad, fp8.dgrad), then(quant.wgrad, fp8.wgrad)});
   const Times t16 = time_calls(bf16);
   report("fp32", t32, t32, flops);
   report("fp8 (gemm only)", t8, t32, flops);
@@ -90,13 +93,15 @@ void compare(const Calls& fp32, const Calls& quant, const Calls& fp8, const Call
 void bench_linear(int64_t M, int64_t N, int64_t K) {
   kernels::Context ctx = bench::bench_context();
   std::printf("Linear M %ld N %ld K %ld (2 threads)\n", long(M), long(N), long(K));
-  const auto x = testing::random_vector<float>(M * K, 1), w = testing::random_vector<float>(N * K, 2, 0.05);
+  const auto x = testing::random_vector<float>(M * K, 1),
+             w = testing::random_vector<float>(N * K, 2, 0.05);
   const auto dy = testing::random_vector<float>(M * N, 3);
   std::vector<float> y(M * N), dx(M * K), dw(N * K, 0.0f);
   const Tensor tx = Tensor::of(x.data(), {M, K}), tw = Tensor::of(w.data(), {N, K});
   const Tensor tdy = Tensor::of(dy.data(), {M, N}), ty = Tensor::of(y.data(), {M, N});
   const Tensor tdx = Tensor::of(dx.data(), {M, K}), tdw = Tensor::of(dw.data(), {N, K});
-  Q xq(Fp8Tiling::row_1x128, {M, K}, M, tiles(K)), wq(Fp8Tiling::block_128x128, {N, K}, tiles(N), tiles(K));
+  Q xq(Fp8Tiling::row_1x128, {M, K}, M, tiles(K)),
+      wq(Fp8Tiling::block_128x128, {N, K}, tiles(N), tiles(K));
   Q dyq(Fp8Tiling::row_1x128, {M, N}, M, tiles(N));
   Q dyc(Fp8Tiling::col_128x1, {M, N}, tiles(M), N), xc(Fp8Tiling::col_128x1, {M, K}, tiles(M), K);
   auto q_fwd = [&] {
@@ -133,13 +138,15 @@ void bench_grouped(int64_t rows, int64_t E, int64_t N, int64_t K) {
   }
   const int64_t M = off[E];
   const Tensor offsets = Tensor::of(off.data(), {E + 1});
-  const auto x = testing::random_vector<float>(M * K, 4), w = testing::random_vector<float>(E * N * K, 5, 0.05);
+  const auto x = testing::random_vector<float>(M * K, 4),
+             w = testing::random_vector<float>(E * N * K, 5, 0.05);
   const auto dy = testing::random_vector<float>(M * N, 6);
   std::vector<float> y(M * N), dx(M * K), dw(E * N * K, 0.0f);
   const Tensor tx = Tensor::of(x.data(), {M, K}), tw = Tensor::of(w.data(), {E, N, K});
   const Tensor tdy = Tensor::of(dy.data(), {M, N}), ty = Tensor::of(y.data(), {M, N});
   const Tensor tdx = Tensor::of(dx.data(), {M, K}), tdw = Tensor::of(dw.data(), {E, N, K});
-  Q xq(Fp8Tiling::row_1x128, {M, K}, M, tiles(K)), wq(Fp8Tiling::block_128x128, {E, N, K}, tiles(N), tiles(K), E);
+  Q xq(Fp8Tiling::row_1x128, {M, K}, M, tiles(K)),
+      wq(Fp8Tiling::block_128x128, {E, N, K}, tiles(N), tiles(K), E);
   Q dyq(Fp8Tiling::row_1x128, {M, N}, M, tiles(N));
   const int64_t srows = kernels::fp8_segment_scale_rows(M, E);
   Q dyc(Fp8Tiling::col_128x1, {M, N}, srows, N), xc(Fp8Tiling::col_128x1, {M, K}, srows, K);

@@ -38,7 +38,8 @@ std::vector<uint16_t> as_bf16(const Vec& v) {
 
 TEST_CASE("bf16 gemm is the fp32 gemm of bf16-rounded operands, for every layout", "[fp8]") {
   const int64_t M = 70, N = 90, K = 130;
-  const Vec a = testing::random_vector<float>(M * K, 1), b = testing::random_vector<float>(K * N, 2);
+  const Vec a = testing::random_vector<float>(M * K, 1),
+            b = testing::random_vector<float>(K * N, 2);
   const Vec ar = rounded(a), br = rounded(b);
   const auto a16 = as_bf16(a), b16 = as_bf16(b);
   core::Context ctx;
@@ -46,10 +47,12 @@ TEST_CASE("bf16 gemm is the fp32 gemm of bf16-rounded operands, for every layout
     for (bool tb : {false, true}) {
       INFO("trans_a " << ta << " trans_b " << tb);
       auto shape_a = [&](const void* p, DType t) {
-        return ta ? Tensor(const_cast<void*>(p), t, {K, M}) : Tensor(const_cast<void*>(p), t, {M, K});
+        return ta ? Tensor(const_cast<void*>(p), t, {K, M})
+                  : Tensor(const_cast<void*>(p), t, {M, K});
       };
       auto shape_b = [&](const void* p, DType t) {
-        return tb ? Tensor(const_cast<void*>(p), t, {N, K}) : Tensor(const_cast<void*>(p), t, {K, N});
+        return tb ? Tensor(const_cast<void*>(p), t, {N, K})
+                  : Tensor(const_cast<void*>(p), t, {K, N});
       };
       const Vec c0 = testing::random_vector<float>(M * N, 3);
       Vec want = c0, got = c0, got16 = c0;
@@ -57,8 +60,9 @@ TEST_CASE("bf16 gemm is the fp32 gemm of bf16-rounded operands, for every layout
                     Tensor::of(want.data(), {M, N}), 0.5, 0.25);
       kernels::gemm_bf16(ctx, shape_a(a.data(), DType::f32), ta, shape_b(b.data(), DType::f32), tb,
                          Tensor::of(got.data(), {M, N}), 0.5, 0.25);
-      kernels::gemm_bf16(ctx, shape_a(a16.data(), DType::bf16), ta, shape_b(b16.data(), DType::bf16),
-                         tb, Tensor::of(got16.data(), {M, N}), 0.5, 0.25);
+      kernels::gemm_bf16(ctx, shape_a(a16.data(), DType::bf16), ta,
+                         shape_b(b16.data(), DType::bf16), tb, Tensor::of(got16.data(), {M, N}),
+                         0.5, 0.25);
       CHECK(got == want);
       CHECK(got16 == want);
     }
@@ -66,7 +70,8 @@ TEST_CASE("bf16 gemm is the fp32 gemm of bf16-rounded operands, for every layout
 
 TEST_CASE("bf16 GEMMs of a Linear and of experts are close to float64", "[fp8]") {
   const int64_t M = 300, N = 200, K = 520;
-  const Vec x = testing::random_vector<float>(M * K, 4), w = testing::random_vector<float>(N * K, 5);
+  const Vec x = testing::random_vector<float>(M * K, 4),
+            w = testing::random_vector<float>(N * K, 5);
   const Vec dy = testing::random_vector<float>(M * N, 6);
   core::Context ctx;
   ctx.threads = 2;
@@ -127,8 +132,8 @@ TEST_CASE("cast converts f32 <-> bf16 and rejects other pairs", "[fp8]") {
   std::vector<double> d(4);
   CHECK_THROWS_AS(kernels::cast(ctx, Tensor::of(x.data(), {4}), Tensor::of(d.data(), {4})),
                   core::InternalError);
-  CHECK_THROWS_AS(kernels::gemm_bf16(ctx, Tensor::of(d.data(), {2, 2}), false,
-                                     Tensor::of(x.data(), {2, 2}), false,
-                                     Tensor::of(back.data(), {2, 2})),
-                  core::InternalError);
+  CHECK_THROWS_AS(
+      kernels::gemm_bf16(ctx, Tensor::of(d.data(), {2, 2}), false, Tensor::of(x.data(), {2, 2}),
+                         false, Tensor::of(back.data(), {2, 2})),
+      core::InternalError);
 }

@@ -21,7 +21,9 @@ using kernels::f32_to_e5m2;
 const float kInf = std::numeric_limits<float>::infinity();
 const float kNaN = std::numeric_limits<float>::quiet_NaN();
 
-float p2(int e) { return std::ldexp(1.0f, e); }
+float p2(int e) {
+  return std::ldexp(1.0f, e);
+}
 
 // The satfinite encoding by brute force: the finite code nearest to x (ties to the even code,
 // i.e. mantissa LSB 0), magnitudes at or beyond the largest finite value saturate, NaN -> 0x7F.
@@ -34,7 +36,9 @@ uint8_t reference_encode(float x, const float* table, uint8_t max_code) {
   uint8_t lo = 0;
   while (lo + 1 <= max_code && table[lo + 1] <= a) ++lo;
   const double dlo = a - table[lo], dhi = table[lo + 1] - a;
-  const uint8_t c = dlo < dhi ? lo : dhi < dlo ? uint8_t(lo + 1) : (lo % 2 == 0 ? lo : uint8_t(lo + 1));
+  const uint8_t c = dlo < dhi   ? lo
+                    : dhi < dlo ? uint8_t(lo + 1)
+                                : (lo % 2 == 0 ? lo : uint8_t(lo + 1));
   return c | sign;
 }
 
@@ -65,18 +69,18 @@ std::vector<float> probe_inputs(const float* table, uint8_t max_code, float rang
 
 TEST_CASE("e4m3 decodes every code to its OCP value", "[fp8]") {
   CHECK(e4m3_to_f32(0x00) == 0.0f);
-  CHECK(std::signbit(e4m3_to_f32(0x80)));      // S.0000.000 is -0
-  CHECK(e4m3_to_f32(0x01) == p2(-9));          // smallest subnormal 0.001 x 2^-6
-  CHECK(e4m3_to_f32(0x07) == 7 * p2(-9));      // largest subnormal 0.111 x 2^-6
-  CHECK(e4m3_to_f32(0x08) == p2(-6));          // smallest normal 1.000 x 2^(1-7)
-  CHECK(e4m3_to_f32(0x38) == 1.0f);            // 0.0111.000: exponent 7 - bias 7
-  CHECK(e4m3_to_f32(0x3C) == 1.5f);            // 0.0111.100
-  CHECK(e4m3_to_f32(0x77) == 240.0f);          // 0.1110.111 = 1.875 x 2^7
-  CHECK(e4m3_to_f32(0x78) == 256.0f);          // 0.1111.000: exponent 15 is a normal binade
-  CHECK(e4m3_to_f32(0x7E) == 448.0f);          // 0.1111.110 = 1.75 x 2^8, the largest finite
+  CHECK(std::signbit(e4m3_to_f32(0x80)));  // S.0000.000 is -0
+  CHECK(e4m3_to_f32(0x01) == p2(-9));      // smallest subnormal 0.001 x 2^-6
+  CHECK(e4m3_to_f32(0x07) == 7 * p2(-9));  // largest subnormal 0.111 x 2^-6
+  CHECK(e4m3_to_f32(0x08) == p2(-6));      // smallest normal 1.000 x 2^(1-7)
+  CHECK(e4m3_to_f32(0x38) == 1.0f);        // 0.0111.000: exponent 7 - bias 7
+  CHECK(e4m3_to_f32(0x3C) == 1.5f);        // 0.0111.100
+  CHECK(e4m3_to_f32(0x77) == 240.0f);      // 0.1110.111 = 1.875 x 2^7
+  CHECK(e4m3_to_f32(0x78) == 256.0f);      // 0.1111.000: exponent 15 is a normal binade
+  CHECK(e4m3_to_f32(0x7E) == 448.0f);      // 0.1111.110 = 1.75 x 2^8, the largest finite
   CHECK(e4m3_to_f32(0xFE) == -448.0f);
-  CHECK(e4m3_to_f32(0xC0) == -2.0f);           // 1.1000.000
-  CHECK(std::isnan(e4m3_to_f32(0x7F)));        // S.1111.111: the only NaNs, no infinities
+  CHECK(e4m3_to_f32(0xC0) == -2.0f);     // 1.1000.000
+  CHECK(std::isnan(e4m3_to_f32(0x7F)));  // S.1111.111: the only NaNs, no infinities
   CHECK(std::isnan(e4m3_to_f32(0xFF)));
   int nan = 0, inf = 0;
   for (int c = 0; c < 256; ++c) {
@@ -90,13 +94,13 @@ TEST_CASE("e4m3 decodes every code to its OCP value", "[fp8]") {
 TEST_CASE("e5m2 decodes every code to its OCP value", "[fp8]") {
   CHECK(e5m2_to_f32(0x00) == 0.0f);
   CHECK(std::signbit(e5m2_to_f32(0x80)));
-  CHECK(e5m2_to_f32(0x01) == p2(-16));         // smallest subnormal 0.01 x 2^-14
-  CHECK(e5m2_to_f32(0x03) == 3 * p2(-16));     // largest subnormal 0.11 x 2^-14
-  CHECK(e5m2_to_f32(0x04) == p2(-14));         // smallest normal 1.00 x 2^(1-15)
-  CHECK(e5m2_to_f32(0x3C) == 1.0f);            // 0.01111.00
-  CHECK(e5m2_to_f32(0xC0) == -2.0f);           // 1.10000.00
-  CHECK(e5m2_to_f32(0x7B) == 57344.0f);        // 0.11110.11 = 1.75 x 2^15, the largest finite
-  CHECK(e5m2_to_f32(0x7C) == kInf);            // 0.11111.00: IEEE-like infinity
+  CHECK(e5m2_to_f32(0x01) == p2(-16));      // smallest subnormal 0.01 x 2^-14
+  CHECK(e5m2_to_f32(0x03) == 3 * p2(-16));  // largest subnormal 0.11 x 2^-14
+  CHECK(e5m2_to_f32(0x04) == p2(-14));      // smallest normal 1.00 x 2^(1-15)
+  CHECK(e5m2_to_f32(0x3C) == 1.0f);         // 0.01111.00
+  CHECK(e5m2_to_f32(0xC0) == -2.0f);        // 1.10000.00
+  CHECK(e5m2_to_f32(0x7B) == 57344.0f);     // 0.11110.11 = 1.75 x 2^15, the largest finite
+  CHECK(e5m2_to_f32(0x7C) == kInf);         // 0.11111.00: IEEE-like infinity
   CHECK(e5m2_to_f32(0xFC) == -kInf);
   for (int c : {0x7D, 0x7E, 0x7F, 0xFD, 0xFE, 0xFF}) CHECK(std::isnan(e5m2_to_f32(uint8_t(c))));
   int nan = 0;
@@ -210,8 +214,8 @@ TEST_CASE("fp8 encoding equals the nearest-even table search on a million inputs
 
 TEST_CASE("round_bf16 keeps 8 significant bits, ties to even", "[fp8]") {
   CHECK(kernels::round_bf16(1.0f) == 1.0f);
-  CHECK(kernels::round_bf16(1.0f + p2(-8)) == 1.0f);                 // tie -> even (1.0000000)
-  CHECK(kernels::round_bf16(1.0f + 3 * p2(-8)) == 1.0f + p2(-6));    // tie -> even (1.0000010)
+  CHECK(kernels::round_bf16(1.0f + p2(-8)) == 1.0f);               // tie -> even (1.0000000)
+  CHECK(kernels::round_bf16(1.0f + 3 * p2(-8)) == 1.0f + p2(-6));  // tie -> even (1.0000010)
   CHECK(kernels::round_bf16(1.0f + p2(-8) + p2(-20)) == 1.0f + p2(-7));
   CHECK(std::isnan(kernels::round_bf16(kNaN)));
 }

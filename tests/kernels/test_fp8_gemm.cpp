@@ -37,8 +37,8 @@ Vec dequantized(const QBuf& b, const std::vector<int32_t>& offsets = {}) {
   if (offsets.empty()) {
     kernels::fp8_dequantize(ctx, b.q, t);
   } else {
-    kernels::fp8_dequantize_segments(
-        ctx, b.q, Tensor::of(offsets.data(), {int64_t(offsets.size())}), t);
+    kernels::fp8_dequantize_segments(ctx, b.q,
+                                     Tensor::of(offsets.data(), {int64_t(offsets.size())}), t);
   }
   return x;
 }
@@ -70,8 +70,7 @@ std::vector<int32_t> offsets_of(const std::vector<int32_t>& counts) {
 
 }  // namespace
 
-TEST_CASE("fp8 dense GEMMs match float64 within DeepGEMM's bound and emulate exactly",
-          "[fp8]") {
+TEST_CASE("fp8 dense GEMMs match float64 within DeepGEMM's bound and emulate exactly", "[fp8]") {
   const int64_t M = 300, N = 200, K = 520;
   const Vec x = operand(M, K, 1), w = operand(N, K, 2, 0.05), dy = operand(M, N, 3);
   core::Context ctx;
@@ -79,7 +78,8 @@ TEST_CASE("fp8 dense GEMMs match float64 within DeepGEMM's bound and emulate exa
   for (int threads : {1, 2}) {
     INFO("threads " << threads);
     ctx.threads = threads;
-    QBuf xq(DType::e4m3, Fp8Tiling::row_1x128, M, K), wq(DType::e4m3, Fp8Tiling::block_128x128, N, K);
+    QBuf xq(DType::e4m3, Fp8Tiling::row_1x128, M, K),
+        wq(DType::e4m3, Fp8Tiling::block_128x128, N, K);
     QBuf dyq(DType::e4m3, Fp8Tiling::row_1x128, M, N);
     kernels::fp8_quantize(ctx, Tensor::of(x.data(), {M, K}), xq.q);
     kernels::fp8_quantize(ctx, Tensor::of(w.data(), {N, K}), wq.q);
@@ -232,7 +232,9 @@ TEST_CASE("fp8 grouped GEMMs: ragged experts, an empty one, both scheduling path
       auto rows = [&](const Vec& v, int64_t cols) {
         return Vec(v.begin() + r0 * cols, v.begin() + (r0 + m) * cols);
       };
-      auto expert = [&](const Vec& v) { return Vec(v.begin() + e * N * K, v.begin() + (e + 1) * N * K); };
+      auto expert = [&](const Vec& v) {
+        return Vec(v.begin() + e * N * K, v.begin() + (e + 1) * N * K);
+      };
       Vec dwe = expert(dw);
       const Vec g0e = expert(g0);
       if (m == 0) {
@@ -240,11 +242,14 @@ TEST_CASE("fp8 grouped GEMMs: ragged experts, an empty one, both scheduling path
         continue;
       }
       if (m > 1) {  // one row is too few for a meaningful relative error
-        check_accuracy("grouped forward", rows(y, N), ref_gemm(rows(x, K), false, expert(w), true, m, N, K));
-        check_accuracy("grouped dgrad", rows(dx, K), ref_gemm(rows(dy, N), false, expert(w), false, m, K, N));
+        check_accuracy("grouped forward", rows(y, N),
+                       ref_gemm(rows(x, K), false, expert(w), true, m, N, K));
+        check_accuracy("grouped dgrad", rows(dx, K),
+                       ref_gemm(rows(dy, N), false, expert(w), false, m, K, N));
         Vec added(N * K);
         for (int64_t i = 0; i < N * K; ++i) added[i] = dwe[i] - g0e[i];
-        check_accuracy("grouped wgrad", added, ref_gemm(rows(dy, N), true, rows(x, K), false, N, K, m));
+        check_accuracy("grouped wgrad", added,
+                       ref_gemm(rows(dy, N), true, rows(x, K), false, N, K, m));
       }
       check_emulation(rows(y, N), ref_gemm(rows(xd, K), false, expert(wd), true, m, N, K));
       check_emulation(rows(dx, K), ref_gemm(rows(dyd, N), false, expert(wd), false, m, K, N));
@@ -270,21 +275,25 @@ TEST_CASE("fp8 GEMMs reject wrong tilings, shapes and offsets", "[fp8]") {
   kernels::fp8_gemm_forward(ctx, xq.q, wq.q, ty);  // the good call
   CHECK(y[0] == Approx(130.0).epsilon(1e-6));
   CHECK_THROWS_AS(kernels::fp8_gemm_forward(ctx, xc.q, wq.q, ty), core::InternalError);  // 128x1 x
-  CHECK_THROWS_AS(kernels::fp8_gemm_forward(ctx, xq.q, xq.q, ty), core::InternalError);  // w not blocks
+  CHECK_THROWS_AS(kernels::fp8_gemm_forward(ctx, xq.q, xq.q, ty),
+                  core::InternalError);  // w not blocks
   CHECK_THROWS_AS(kernels::fp8_gemm_forward(ctx, xq.q, wq.q, Tensor::of(y.data(), {N, M})),
                   core::InternalError);
   CHECK_THROWS_AS(kernels::fp8_gemm_dgrad(ctx, xq.q, wq.q, Tensor::of(dx.data(), {M, K})),
                   core::InternalError);  // dy would need N = 3 columns, has 130
   CHECK_THROWS_AS(kernels::fp8_gemm_wgrad(ctx, xq.q, xc.q, Tensor::of(dw.data(), {N, K})),
-                  core::InternalError);  // dy must be 128x1-tiled
+                  core::InternalError);        // dy must be 128x1-tiled
   const std::vector<int32_t> off = {0, 2, 5};  // ends past M = 4
   QBuf we = QBuf::experts(DType::e4m3, 2, N, K);
-  kernels::fp8_quantize(ctx, Tensor::of(std::vector<float>(2 * N * K, 1.0f).data(), {2, N, K}), we.q);
-  CHECK_THROWS_AS(kernels::fp8_grouped_gemm_forward(ctx, xq.q, we.q, Tensor::of(off.data(), {3}), ty),
-                  core::InternalError);
+  kernels::fp8_quantize(ctx, Tensor::of(std::vector<float>(2 * N * K, 1.0f).data(), {2, N, K}),
+                        we.q);
+  CHECK_THROWS_AS(
+      kernels::fp8_grouped_gemm_forward(ctx, xq.q, we.q, Tensor::of(off.data(), {3}), ty),
+      core::InternalError);
   const std::vector<int32_t> good = {0, 2, 4};
-  CHECK_THROWS_AS(kernels::fp8_grouped_gemm_forward(ctx, xq.q, wq.q, Tensor::of(good.data(), {3}), ty),
-                  core::InternalError);  // a 2-D weight is not stacked experts
+  CHECK_THROWS_AS(
+      kernels::fp8_grouped_gemm_forward(ctx, xq.q, wq.q, Tensor::of(good.data(), {3}), ty),
+      core::InternalError);  // a 2-D weight is not stacked experts
   Vec dwe(2 * K * K);
   CHECK_THROWS_AS(kernels::fp8_grouped_gemm_wgrad(ctx, xc.q, xc.q, Tensor::of(good.data(), {3}),
                                                   Tensor::of(dwe.data(), {2, K, K})),

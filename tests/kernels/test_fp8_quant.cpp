@@ -47,7 +47,8 @@ void check_quantized(const std::vector<float>& x, const Layout& l, const QBuf& b
   std::vector<float> amax(b.scales.size(), 0.0f);
   const int64_t per = l.rows * l.cols;
   auto index = [&](int64_t i) {
-    return scale_index(l.tiling, l.rows, l.cols, i / per, (i % per) / l.cols, i % l.cols, l.offsets);
+    return scale_index(l.tiling, l.rows, l.cols, i / per, (i % per) / l.cols, i % l.cols,
+                       l.offsets);
   };
   for (int64_t i = 0; i < int64_t(x.size()); ++i)
     amax[index(i)] = std::max(amax[index(i)], std::fabs(x[i]));
@@ -73,9 +74,11 @@ void check_quantized(const std::vector<float>& x, const Layout& l, const QBuf& b
     const float s = b.scales[index(i)];
     const double err = std::fabs(double(x[i]) - double(xd[i]));
     // half an ulp of the scaled value, plus float rounding of x / s and of code * s
-    const double bound = std::max(rel * std::fabs(x[i]), sub * s) * (1 + 1e-6) + 1e-6 * std::fabs(x[i]);
+    const double bound =
+        std::max(rel * std::fabs(x[i]), sub * s) * (1 + 1e-6) + 1e-6 * std::fabs(x[i]);
     if (!(err <= bound)) {
-      if (bad_value++ < 3) UNSCOPED_INFO("x[" << i << "] = " << x[i] << " -> " << xd[i] << ", scale " << s);
+      if (bad_value++ < 3)
+        UNSCOPED_INFO("x[" << i << "] = " << x[i] << " -> " << xd[i] << ", scale " << s);
     }
     bad_decode += !(xd[i] == table[b.codes[i]] * s);
     if (!pow2 && std::fabs(x[i]) == amax[index(i)] && amax[index(i)] >= 1e-4f)
@@ -104,10 +107,9 @@ void quantize_and_check(DType fmt, Fp8Tiling tiling, int64_t rows, int64_t cols,
 TEST_CASE("fp8 quantization: scales per tile and error bounds, all tilings and edge shapes",
           "[fp8]") {
   for (DType fmt : {DType::e4m3, DType::e5m2})
-    for (Fp8Tiling tiling :
-         {Fp8Tiling::row_1x128, Fp8Tiling::block_128x128, Fp8Tiling::col_128x1})
-      for (auto [rows, cols] : {std::pair<int64_t, int64_t>{1, 1}, {3, 127}, {128, 128},
-                                {129, 130}, {300, 520}})
+    for (Fp8Tiling tiling : {Fp8Tiling::row_1x128, Fp8Tiling::block_128x128, Fp8Tiling::col_128x1})
+      for (auto [rows, cols] :
+           {std::pair<int64_t, int64_t>{1, 1}, {3, 127}, {128, 128}, {129, 130}, {300, 520}})
         for (bool pow2 : {false, true}) quantize_and_check(fmt, tiling, rows, cols, pow2, 2);
   quantize_and_check(DType::e4m3, Fp8Tiling::row_1x128, 700, 200, false, 1);
 }
@@ -131,8 +133,8 @@ TEST_CASE("fp8 quantization: 128x1 tiles restart at every segment, empty segment
   ctx.threads = 2;
   for (bool pow2 : {false, true}) {
     QBuf b = QBuf::segments(DType::e4m3, M, K, E);
-    kernels::fp8_quantize_segments(ctx, Tensor::of(x.data(), {M, K}), Tensor::of(off.data(), {E + 1}),
-                                   b.q, pow2);
+    kernels::fp8_quantize_segments(ctx, Tensor::of(x.data(), {M, K}),
+                                   Tensor::of(off.data(), {E + 1}), b.q, pow2);
     check_quantized(x, {Fp8Tiling::col_128x1, 1, M, K, off}, b, pow2);
   }
   CHECK(kernels::fp8_segment_scale_rows(M, E) == 8);  // 500 / 128 + 5
@@ -142,8 +144,8 @@ TEST_CASE("fp8 quantization: zero and constant tiles", "[fp8]") {
   core::Context ctx;
   const int64_t R = 2, C = 256;
   std::vector<float> x(R * C, 0.0f);
-  for (int64_t c = 0; c < 128; ++c) x[C + c] = 3.0f;          // row 1, tile 0: constant 3
-  for (int64_t c = 128; c < 256; ++c) x[C + c] = -1e-5f;      // row 1, tile 1: constant, tiny
+  for (int64_t c = 0; c < 128; ++c) x[C + c] = 3.0f;      // row 1, tile 0: constant 3
+  for (int64_t c = 128; c < 256; ++c) x[C + c] = -1e-5f;  // row 1, tile 1: constant, tiny
   QBuf b(DType::e4m3, Fp8Tiling::row_1x128, R, C);
   kernels::fp8_quantize(ctx, Tensor::of(x.data(), {R, C}), b.q);
   // a zero tile takes its scale from the amax floor and encodes to +0
@@ -213,7 +215,8 @@ TEST_CASE("fp8 requantize re-tiles a cached 1x128 activation into 128x1 tiles", 
   CHECK(re.codes == direct.codes);
   CHECK(re.scales == direct.scales);
 
-  QBuf seg_direct = QBuf::segments(DType::e4m3, M, K, E), seg = QBuf::segments(DType::e4m3, M, K, E);
+  QBuf seg_direct = QBuf::segments(DType::e4m3, M, K, E),
+       seg = QBuf::segments(DType::e4m3, M, K, E);
   const Tensor offsets = Tensor::of(off.data(), {E + 1});
   kernels::fp8_quantize_segments(ctx, Tensor::of(xd.data(), {M, K}), offsets, seg_direct.q, true);
   kernels::fp8_requantize_segments(ctx, rows.q, offsets, seg.q, true);
@@ -228,12 +231,14 @@ TEST_CASE("fp8 layout helpers allocate the documented shapes", "[fp8]") {
   CHECK(a.codes.shape_str() == "[300, 129]");
   CHECK(a.scales.shape_str() == "[300, 2]");
   CHECK(a.bytes() == 300 * 129 + 300 * 2 * 4);
-  CHECK(kernels::fp8_alloc(arena, DType::e5m2, Fp8Tiling::block_128x128, 300, 129).scales.shape_str() ==
-        "[3, 2]");
+  CHECK(kernels::fp8_alloc(arena, DType::e5m2, Fp8Tiling::block_128x128, 300, 129)
+            .scales.shape_str() == "[3, 2]");
   CHECK(kernels::fp8_alloc(arena, DType::e4m3, Fp8Tiling::col_128x1, 300, 129).scales.shape_str() ==
         "[3, 129]");
-  CHECK(kernels::fp8_alloc_experts(arena, DType::e4m3, 4, 300, 129).scales.shape_str() == "[4, 3, 2]");
-  CHECK(kernels::fp8_alloc_segments(arena, DType::e4m3, 300, 129, 4).scales.shape_str() == "[6, 129]");
+  CHECK(kernels::fp8_alloc_experts(arena, DType::e4m3, 4, 300, 129).scales.shape_str() ==
+        "[4, 3, 2]");
+  CHECK(kernels::fp8_alloc_segments(arena, DType::e4m3, 300, 129, 4).scales.shape_str() ==
+        "[6, 129]");
   CHECK_THROWS_AS(kernels::fp8_alloc(arena, DType::bf16, Fp8Tiling::row_1x128, 2, 2),
                   core::InternalError);
 }
