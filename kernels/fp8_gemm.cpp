@@ -3,7 +3,6 @@
 #include "kernels/cpu/dispatch.hpp"
 #include "kernels/cpu/fp8.hpp"
 #include "kernels/cpu/fp8_check.hpp"
-#include "kernels/cpu/moe_check.hpp"
 #include "kernels/cpu/moe_cpu.hpp"
 #include "kernels/fp8_ops.hpp"
 
@@ -25,9 +24,7 @@ void check_out(const Tensor& out, int64_t rows, int64_t cols, const char* what) 
 
 void check_offsets(const Tensor& offsets, int64_t experts, int64_t rows, const char* what) {
   core::check_shape(offsets, {experts + 1}, what);
-  core::check_dtype(offsets, core::DType::i32, what);
-  moe_check::on_cpu(offsets, what);
-  moe_check::segment_offsets(offsets, rows, what);
+  fp8_check::offsets(offsets, rows, what);
 }
 
 // The reduction dims of the two operands agree.

@@ -5,7 +5,6 @@
 #include "kernels/cpu/dispatch.hpp"
 #include "kernels/cpu/fp8.hpp"
 #include "kernels/cpu/fp8_check.hpp"
-#include "kernels/cpu/moe_check.hpp"
 #include "kernels/cpu/moe_cpu.hpp"
 #include "kernels/fp8_ops.hpp"
 
@@ -31,14 +30,6 @@ void check_float(const Tensor& x, const Fp8Tensor& q, const char* what) {
   core::check_dtype(x, core::DType::f32, what);
   FLOT_CHECK(x.same_shape(q.codes), "{} {} and codes {} differ in shape", what, x.shape_str(),
              q.codes.shape_str());
-}
-
-void check_offsets(const Tensor& offsets, int64_t rows, const char* what) {
-  core::check_dtype(offsets, core::DType::i32, what);
-  FLOT_CHECK(offsets.ndim == 1 && offsets.shape[0] >= 1, "{} has shape {}, expected [E + 1]", what,
-             offsets.shape_str());
-  moe_check::on_cpu(offsets, what);
-  moe_check::segment_offsets(offsets, rows, what);
 }
 
 int segment_count(const Tensor& offsets) {
@@ -124,7 +115,7 @@ void fp8_quantize(Context& ctx, const Tensor& x, const Fp8Tensor& q, bool pow2_s
 
 void fp8_quantize_segments(Context& ctx, const Tensor& x, const Tensor& offsets, const Fp8Tensor& q,
                            bool pow2_scales) {
-  check_offsets(offsets, detail::fold_rows(q.codes), "fp8_quantize_segments offsets");
+  fp8_check::offsets(offsets, detail::fold_rows(q.codes), "fp8_quantize_segments offsets");
   fp8_check::segments(q, segment_count(offsets), "fp8_quantize_segments q");
   check_float(x, q, "fp8_quantize_segments x");
   if (x.numel() == 0) return;
@@ -149,7 +140,7 @@ void fp8_dequantize(Context& ctx, const Fp8Tensor& q, const Tensor& x) {
 
 void fp8_dequantize_segments(Context& ctx, const Fp8Tensor& q, const Tensor& offsets,
                              const Tensor& x) {
-  check_offsets(offsets, detail::fold_rows(q.codes), "fp8_dequantize_segments offsets");
+  fp8_check::offsets(offsets, detail::fold_rows(q.codes), "fp8_dequantize_segments offsets");
   fp8_check::segments(q, segment_count(offsets), "fp8_dequantize_segments q");
   check_float(x, q, "fp8_dequantize_segments x");
   if (x.numel() == 0) return;

@@ -6,6 +6,7 @@
 #include <cstdint>
 
 #include "core/tensor.hpp"
+#include "kernels/cpu/moe_check.hpp"
 #include "kernels/fp8_format.hpp"
 #include "kernels/fp8_ops.hpp"
 
@@ -58,6 +59,15 @@ inline void segments(const Fp8Tensor& q, int64_t segments, const char* what) {
              "{}: scales {} do not fit codes {} in {} segments (expected [{}, {}])", what,
              s.shape_str(), c.shape_str(), segments, fp8_segment_scale_rows(c.rows(), segments),
              c.cols());
+}
+
+// offsets: i32 [E + 1] on the CPU, starting at 0, never decreasing, ending at `rows`.
+inline void offsets(const Tensor& offsets, int64_t rows, const char* what) {
+  core::check_dtype(offsets, core::DType::i32, what);
+  FLOT_CHECK(offsets.ndim == 1 && offsets.shape[0] >= 1, "{} has shape {}, expected [E + 1]", what,
+             offsets.shape_str());
+  moe_check::on_cpu(offsets, what);
+  moe_check::segment_offsets(offsets, rows, what);
 }
 
 inline uint8_t* codes(const Fp8Tensor& q) {

@@ -1,6 +1,6 @@
 // Timing helpers of the hidden benchmarks (tests/kernels/test_ops_bench.cpp,
 // tests/kernels/test_fp8_bench.cpp): best-of-n wall time with the CPU time beside it, and the
-// 2-thread context they run in.
+// context they run in (2 threads unless told).
 #pragma once
 
 #include <time.h>
@@ -50,9 +50,9 @@ double best_seconds(const char* what, int reps, F&& f) {
   return t.best_wall;
 }
 
-inline kernels::Context bench_context() {
+inline kernels::Context bench_context(int threads = 2) {
   kernels::Context ctx;
-  ctx.threads = 2;
+  ctx.threads = threads;
   core::apply_threads(ctx);
   return ctx;
 }
