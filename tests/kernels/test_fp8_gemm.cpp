@@ -299,3 +299,31 @@ TEST_CASE("fp8 GEMMs reject wrong tilings, shapes and offsets", "[fp8]") {
                                                   Tensor::of(dwe.data(), {2, K, K})),
                   core::InternalError);  // dense 128x1 scales instead of per-segment ones
 }
+
+TEST_CASE("fp8 GEMMs on empty work: K = 0, M = 0, only empty experts", "[fp8]") {
+  core::Context ctx;
+  const int64_t M = 3, N = 2;
+  // K = 0: the sum is empty, so y = 0 (beta = 0) or beta * y
+  QBuf x0(DType::e4m3, Fp8Tiling::row_1x128, M, 0), w0(DType::e4m3, Fp8Tiling::block_128x128, N, 0);
+  Vec y(M * N, std::numeric_limits<float>::quiet_NaN());
+  kernels::fp8_gemm_forward(ctx, x0.q, w0.q, Tensor::of(y.data(), {M, N}));
+  CHECK(y == Vec(M * N, 0.0f));
+  Vec y2(M * N, 4.0f);
+  kernels::fp8_gemm_forward(ctx, x0.q, w0.q, Tensor::of(y2.data(), {M, N}), 0.5);
+  CHECK(y2 == Vec(M * N, 2.0f));
+  // M = 0: nothing to write, nothing to add
+  QBuf dy0(DType::e4m3, Fp8Tiling::col_128x1, 0, N), xc0(DType::e4m3, Fp8Tiling::col_128x1, 0, 5);
+  Vec dw(N * 5, 1.0f);
+  kernels::fp8_gemm_wgrad(ctx, dy0.q, xc0.q, Tensor::of(dw.data(), {N, 5}));
+  CHECK(dw == Vec(N * 5, 1.0f));
+  // experts that all have no rows
+  const std::vector<int32_t> off = {0, 0, 0};
+  QBuf xe(DType::e4m3, Fp8Tiling::row_1x128, 0, 5), we = QBuf::experts(DType::e4m3, 2, N, 5);
+  QBuf dys = QBuf::segments(DType::e4m3, 0, N, 2), xs = QBuf::segments(DType::e4m3, 0, 5, 2);
+  Vec ye(1), dwe(2 * N * 5, 1.0f);
+  kernels::fp8_grouped_gemm_forward(ctx, xe.q, we.q, Tensor::of(off.data(), {3}),
+                                    Tensor::of(ye.data(), {0, N}));
+  kernels::fp8_grouped_gemm_wgrad(ctx, dys.q, xs.q, Tensor::of(off.data(), {3}),
+                                  Tensor::of(dwe.data(), {2, N, 5}));
+  CHECK(dwe == Vec(2 * N * 5, 1.0f));
+}
