@@ -2,41 +2,40 @@
 #include "core/arena.hpp"
 
 #include <algorithm>
-#include <cstdlib>
-#include <cstring>
-#include <new>
 
 namespace core {
 namespace {
 
-constexpr size_t kAlign = 64;
 constexpr size_t kMinBlock = size_t(1) << 20;
 
-size_t round_up(size_t n) { return (n + kAlign - 1) / kAlign * kAlign; }
+size_t round_up(size_t n, size_t align) {
+  return (n + align - 1) / align * align;
+}
 
-void free_block(std::byte* p) { std::free(p); }
-
-std::unique_ptr<std::byte[], void (*)(std::byte*)> new_block(size_t bytes) {
-  void* p = std::aligned_alloc(kAlign, round_up(bytes));
-  if (!p) throw std::bad_alloc();
-  return {static_cast<std::byte*>(p), free_block};
+BlockPtr new_block(MemoryResource* mem, size_t bytes) {
+  bytes = round_up(bytes, mem->alignment());
+  return BlockPtr(static_cast<std::byte*>(mem->allocate(bytes)), BlockFree{mem, bytes});
 }
 
 }  // namespace
 
-BumpArena::BumpArena(size_t initial_bytes) {
-  if (initial_bytes > 0) blocks_.push_back({new_block(initial_bytes), round_up(initial_bytes)});
+BumpArena::BumpArena(size_t initial_bytes, MemoryResource* mem) : mem_(mem ? mem : &host_memory()) {
+  if (initial_bytes > 0) add_block(initial_bytes);
+}
+
+void BumpArena::add_block(size_t bytes) {
+  blocks_.push_back({new_block(mem_, bytes), round_up(bytes, mem_->alignment())});
 }
 
 void* BumpArena::take(size_t bytes) {
-  bytes = round_up(bytes == 0 ? kAlign : bytes);
+  const size_t align = mem_->alignment();
+  bytes = round_up(bytes == 0 ? align : bytes, align);
   while (current_ < blocks_.size() && offset_ + bytes > blocks_[current_].size) {
     ++current_;
     offset_ = 0;
   }
   if (current_ == blocks_.size()) {
-    size_t size = std::max(bytes, std::max(kMinBlock, capacity() / 2));
-    blocks_.push_back({new_block(size), round_up(size)});
+    add_block(std::max(bytes, std::max(kMinBlock, capacity() / 2)));
     offset_ = 0;
   }
   void* p = blocks_[current_].data.get() + offset_;
@@ -47,14 +46,14 @@ void* BumpArena::take(size_t bytes) {
 }
 
 Tensor BumpArena::alloc(DType dtype, std::initializer_list<int64_t> dims) {
-  Tensor t(nullptr, dtype, dims);
+  Tensor t(nullptr, dtype, dims, mem_->device());
   t.data = take(t.bytes());
   return t;
 }
 
 Tensor BumpArena::zeros(DType dtype, std::initializer_list<int64_t> dims) {
   Tensor t = alloc(dtype, dims);
-  std::memset(t.data, 0, t.bytes());
+  mem_->zero(t.data, t.bytes());
   return t;
 }
 
@@ -63,7 +62,7 @@ void BumpArena::reset() {
   // holds the high-water mark, so later steps neither allocate nor fragment.
   if (blocks_.size() > 1) {
     blocks_.clear();
-    blocks_.push_back({new_block(high_water_), round_up(high_water_)});
+    add_block(high_water_);
   }
   current_ = 0;
   offset_ = 0;
@@ -82,12 +81,15 @@ size_t BumpArena::capacity() const {
   return c;
 }
 
+GrowBuffer::GrowBuffer(MemoryResource* mem) : mem_(mem ? mem : &host_memory()) {}
+
 Tensor GrowBuffer::view(DType dtype, std::initializer_list<int64_t> dims) {
-  Tensor t(nullptr, dtype, dims);
+  Tensor t(nullptr, dtype, dims, mem_->device());
   if (t.bytes() > size_ || !data_) {
     // some headroom: routing, and so the size, varies from step to step
-    size_ = round_up(std::max<size_t>(kAlign, t.bytes() + t.bytes() / 4));
-    data_ = new_block(size_);
+    size_ = round_up(std::max(mem_->alignment(), t.bytes() + t.bytes() / 4), mem_->alignment());
+    data_.reset();  // the old block goes back before the new one is taken
+    data_ = new_block(mem_, size_);
   }
   t.data = data_.get();
   return t;

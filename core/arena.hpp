@@ -4,6 +4,10 @@
 // the per-micro-batch activation slots (everything a layer saves between forward and backward)
 // and per-call workspaces. The first micro-batch sizes it; reset() then folds the blocks into one
 // of the high-water size, so steady-state steps allocate nothing.
+//
+// Blocks come from a MemoryResource (core/memory.hpp): host memory by default, device memory
+// (cudaMalloc) for a CUDA arena. Tensors carry the resource's device; alignment is the
+// resource's (64 bytes on the host, 256 on a GPU: what cuBLASLt asks of its operands).
 #pragma once
 
 #include <cstddef>
@@ -11,13 +15,23 @@
 #include <memory>
 #include <vector>
 
+#include "core/memory.hpp"
 #include "core/tensor.hpp"
 
 namespace core {
 
+// A block of a MemoryResource, returned to it on destruction.
+struct BlockFree {
+  MemoryResource* mem = nullptr;
+  size_t bytes = 0;
+  void operator()(std::byte* p) const noexcept { mem->deallocate(p, bytes); }
+};
+using BlockPtr = std::unique_ptr<std::byte[], BlockFree>;
+
 class BumpArena {
  public:
-  explicit BumpArena(size_t initial_bytes = 0);
+  // mem = nullptr: host memory. The resource must outlive the arena.
+  explicit BumpArena(size_t initial_bytes = 0, MemoryResource* mem = nullptr);
   BumpArena(const BumpArena&) = delete;
   BumpArena& operator=(const BumpArena&) = delete;
   BumpArena(BumpArena&&) = default;
@@ -38,13 +52,16 @@ class BumpArena {
 
   size_t capacity() const;
   size_t high_water() const { return high_water_; }
+  Device device() const { return mem_->device(); }
 
  private:
   struct Block {
-    std::unique_ptr<std::byte[], void (*)(std::byte*)> data{nullptr, nullptr};
+    BlockPtr data;
     size_t size = 0;
   };
   void* take(size_t bytes);
+  void add_block(size_t bytes);
+  MemoryResource* mem_;
   std::vector<Block> blocks_;
   size_t current_ = 0;  // block being filled
   size_t offset_ = 0;   // bytes used in it
@@ -57,12 +74,15 @@ class BumpArena {
 // the synchronization (the communication thread alone touches it while the exchange is in flight).
 class GrowBuffer {
  public:
+  // mem = nullptr: host memory. The resource must outlive the buffer.
+  explicit GrowBuffer(MemoryResource* mem = nullptr);
   // A view of this shape at the start of the buffer (contents undefined), grown if needed.
   Tensor view(DType dtype, std::initializer_list<int64_t> dims);
   size_t capacity() const { return size_; }
 
  private:
-  std::unique_ptr<std::byte[], void (*)(std::byte*)> data_{nullptr, nullptr};
+  MemoryResource* mem_;
+  BlockPtr data_;
   size_t size_ = 0;
 };
 

@@ -15,16 +15,23 @@ namespace core {
 
 void check_supported(const Config& c, int world_size) {
   (void)world_size;
+  if (c.runtime.device != "cpu")
+    FLOT_THROW(ConfigError,
+               "runtime.device: '{}': the CUDA ops, device arenas, cuBLASLt GEMMs and the NCCL "
+               "communicator exist (docs/cuda.md) but the model does not run on a GPU yet. "
+               "Missing: parameters, gradients and optimizer state in device memory "
+               "(core/params.cpp allocates host memory), device activation arenas "
+               "(core/stage.cpp), and layers that stop reading tensors on the host "
+               "(core/layers/attention.cpp K/V assembly, core/layers/mtp.cpp concatenation, "
+               "core/layers/embedding_head.cpp loss sum, core/layers/moe.cpp routing counts and "
+               "exchange sizes, core/stage.cpp token upload, parallel/grad_sync.cpp copies, "
+               "optim/clip.cpp and optim/expert_bias.cpp); use runtime.device=cpu",
+               c.runtime.device);
   if (c.train.precision != "fp32")
     FLOT_THROW(ConfigError,
                "train.precision: '{}' is not implemented yet (FP8/BF16 training arrives with the "
                "mixed-precision work); use train.precision=fp32",
                c.train.precision);
-  if (c.runtime.device != "cpu")
-    FLOT_THROW(ConfigError,
-               "runtime.device: '{}' is not implemented yet (the CUDA backend is a later issue); "
-               "use runtime.device=cpu",
-               c.runtime.device);
   if (c.train.resume != "auto" && c.train.resume != "never")
     FLOT_THROW(ConfigError,
                "train.resume: resuming from '{}' is not implemented yet (checkpoints are a later "

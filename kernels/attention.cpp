@@ -2,6 +2,7 @@
 #include "kernels/cpu/attention.hpp"
 
 #include "kernels/cpu/dispatch.hpp"
+#include "kernels/cuda_ops.hpp"
 #include "kernels/ops.hpp"
 
 namespace kernels {
@@ -31,10 +32,14 @@ cpu::AttnShape check_attention(const char* op, const Tensor& q, const Tensor& k,
 void attention_forward(Context& ctx, const Tensor& q, const Tensor& k, const Tensor& v,
                        int64_t seq_len, double scale, const Tensor& out, const Tensor& lse) {
   const char* op = "attention_forward";
-  detail::require_cpu(op, {&q, &k, &v, &out, &lse});
+  const bool gpu = detail::on_cuda(op, {&q, &k, &v, &out, &lse});
   core::DType dt = detail::float_dtype(op, {&q, &k, &v, &out, &lse});
   const cpu::AttnShape s = check_attention(op, q, k, v, seq_len, out, lse);
   if (s.B == 0 || s.H == 0) return;
+  if (gpu) {
+    detail::require_f32_on_cuda(op, dt);
+    return cuda::attention_forward(ctx, q, k, v, seq_len, scale, out, lse);
+  }
   detail::dispatch_float(dt, op, [&](auto tag) {
     using T = decltype(tag);
     cpu::attention_forward<T>(s, q.ptr<T>(), k.ptr<T>(), v.ptr<T>(), static_cast<T>(scale),
@@ -46,7 +51,7 @@ void attention_backward(Context& ctx, const Tensor& dout, const Tensor& q, const
                         const Tensor& v, const Tensor& out, const Tensor& lse, int64_t seq_len,
                         double scale, const Tensor& dq, const Tensor& dk, const Tensor& dv) {
   const char* op = "attention_backward";
-  detail::require_cpu(op, {&dout, &q, &k, &v, &out, &lse, &dq, &dk, &dv});
+  const bool gpu = detail::on_cuda(op, {&dout, &q, &k, &v, &out, &lse, &dq, &dk, &dv});
   core::DType dt = detail::float_dtype(op, {&dout, &q, &k, &v, &out, &lse, &dq, &dk, &dv});
   const cpu::AttnShape s = check_attention(op, q, k, v, seq_len, out, lse);
   core::check_shape(dout, {s.B * s.T, s.H, s.Dv}, "attention_backward: dout");
@@ -54,6 +59,10 @@ void attention_backward(Context& ctx, const Tensor& dout, const Tensor& q, const
   core::check_shape(dk, {s.B * s.T, s.H, s.Dqk}, "attention_backward: dk");
   core::check_shape(dv, {s.B * s.T, s.H, s.Dv}, "attention_backward: dv");
   if (s.B == 0 || s.H == 0) return;
+  if (gpu) {
+    detail::require_f32_on_cuda(op, dt);
+    return cuda::attention_backward(ctx, dout, q, k, v, out, lse, seq_len, scale, dq, dk, dv);
+  }
   detail::dispatch_float(dt, op, [&](auto tag) {
     using T = decltype(tag);
     cpu::attention_backward<T>(s, dout.ptr<T>(), q.ptr<T>(), k.ptr<T>(), v.ptr<T>(), out.ptr<T>(),

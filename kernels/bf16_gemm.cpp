@@ -7,13 +7,20 @@
 #include "kernels/bf16_ops.hpp"
 #include "kernels/cpu/dispatch.hpp"
 #include "kernels/cpu/fp8.hpp"
+#include "kernels/cpu/moe_check.hpp"
 #include "kernels/cpu/moe_cpu.hpp"
+#include "kernels/cuda_ops.hpp"
 #include "kernels/moe_ops.hpp"
 #include "kernels/ops.hpp"
 
 namespace kernels {
 
 namespace {
+
+void bf16_operand_dtype(const Tensor& t, const char* what) {
+  FLOT_CHECK(t.dtype == core::DType::f32 || t.dtype == core::DType::bf16,
+             "{} is {}, expected f32 or bf16", what, core::dtype_name(t.dtype));
+}
 
 // A float copy of a GEMM operand holding its BF16 values, with the operand's shape.
 struct Bf16Operand {
@@ -23,8 +30,7 @@ struct Bf16Operand {
 
 Bf16Operand bf16_operand(Context& ctx, const Tensor& t, const char* what) {
   detail::require_cpu(what, {&t});
-  FLOT_CHECK(t.dtype == core::DType::f32 || t.dtype == core::DType::bf16,
-             "{} is {}, expected f32 or bf16", what, core::dtype_name(t.dtype));
+  bf16_operand_dtype(t, what);
   const int64_t n = t.numel();
   Bf16Operand r{std::unique_ptr<float[]>(new float[static_cast<size_t>(n)]), t};
   r.view.data = r.buffer.get();
@@ -41,10 +47,18 @@ Bf16Operand bf16_operand(Context& ctx, const Tensor& t, const char* what) {
 }  // namespace
 
 void cast(Context& ctx, const Tensor& src, const Tensor& dst) {
-  detail::require_cpu("cast", {&src, &dst});
+  const bool gpu = detail::on_cuda("cast", {&src, &dst});
   FLOT_CHECK(src.same_shape(dst), "cast: src {} and dst {} differ in shape", src.shape_str(),
              dst.shape_str());
   const int64_t n = src.numel();
+  if (gpu) {
+    const bool ok = (src.dtype == core::DType::f32 && dst.dtype == core::DType::bf16) ||
+                    (src.dtype == core::DType::bf16 && dst.dtype == core::DType::f32);
+    FLOT_CHECK(ok, "cast: {} -> {} is not supported (f32 <-> bf16 only)",
+               core::dtype_name(src.dtype), core::dtype_name(dst.dtype));
+    if (n > 0) cuda::cast(ctx, src, dst);
+    return;
+  }
   const int threads = cpu::moe_threads(ctx);
   if (src.dtype == core::DType::f32 && dst.dtype == core::DType::bf16) {
     cpu::bf16_narrow(src.ptr<float>(), static_cast<uint16_t*>(dst.data), n, threads);
@@ -59,6 +73,13 @@ void cast(Context& ctx, const Tensor& src, const Tensor& dst) {
 void gemm_bf16(Context& ctx, const Tensor& A, bool trans_a, const Tensor& B, bool trans_b,
                const Tensor& C, double alpha, double beta) {
   core::check_dtype(C, core::DType::f32, "gemm_bf16 C");
+  if (detail::on_cuda("gemm_bf16", {&A, &B, &C})) {
+    bf16_operand_dtype(A, "gemm_bf16 A");
+    bf16_operand_dtype(B, "gemm_bf16 B");
+    const auto [M, N, K] = detail::gemm_dims("gemm_bf16", A, trans_a, B, trans_b, C);
+    if (M > 0 && N > 0) cuda::gemm(ctx, M, N, K, A, trans_a, B, trans_b, C, alpha, beta, true);
+    return;
+  }
   const Bf16Operand a = bf16_operand(ctx, A, "gemm_bf16 A");
   const Bf16Operand b = bf16_operand(ctx, B, "gemm_bf16 B");
   gemm(ctx, a.view, trans_a, b.view, trans_b, C, alpha, beta);
@@ -67,6 +88,13 @@ void gemm_bf16(Context& ctx, const Tensor& A, bool trans_a, const Tensor& B, boo
 void grouped_gemm_bf16(Context& ctx, const Tensor& A, const Tensor& B, bool trans_b,
                        const Tensor& offsets, const Tensor& C, double alpha, double beta) {
   core::check_dtype(C, core::DType::f32, "grouped_gemm_bf16 C");
+  if (detail::on_cuda("grouped_gemm_bf16", {&A, &B, &C, &offsets})) {
+    bf16_operand_dtype(A, "grouped_gemm_bf16 A");
+    bf16_operand_dtype(B, "grouped_gemm_bf16 B");
+    const auto d = moe_check::grouped_dims("grouped_gemm_bf16", A, B, trans_b, offsets, C);
+    if (d.m > 0 && d.n > 0) cuda::grouped_gemm(ctx, A, B, trans_b, offsets, C, alpha, beta, true);
+    return;
+  }
   const Bf16Operand a = bf16_operand(ctx, A, "grouped_gemm_bf16 A");
   const Bf16Operand b = bf16_operand(ctx, B, "grouped_gemm_bf16 B");
   grouped_gemm(ctx, a.view, b.view, trans_b, offsets, C, alpha, beta);
@@ -75,6 +103,13 @@ void grouped_gemm_bf16(Context& ctx, const Tensor& A, const Tensor& B, bool tran
 void grouped_gemm_wgrad_bf16(Context& ctx, const Tensor& dC, const Tensor& A, const Tensor& offsets,
                              const Tensor& dB) {
   core::check_dtype(dB, core::DType::f32, "grouped_gemm_wgrad_bf16 dB");
+  if (detail::on_cuda("grouped_gemm_wgrad_bf16", {&dC, &A, &offsets, &dB})) {
+    bf16_operand_dtype(dC, "grouped_gemm_wgrad_bf16 dC");
+    bf16_operand_dtype(A, "grouped_gemm_wgrad_bf16 A");
+    const auto d = moe_check::grouped_wgrad_dims("grouped_gemm_wgrad_bf16", dC, A, offsets, dB);
+    if (d.m > 0 && d.n > 0 && d.k > 0) cuda::grouped_gemm_wgrad(ctx, dC, A, offsets, dB, true);
+    return;
+  }
   const Bf16Operand dc = bf16_operand(ctx, dC, "grouped_gemm_wgrad_bf16 dC");
   const Bf16Operand a = bf16_operand(ctx, A, "grouped_gemm_wgrad_bf16 A");
   grouped_gemm_wgrad(ctx, dc.view, a.view, offsets, dB);

@@ -1,7 +1,9 @@
-// Launchers for the token embedding: shape checks and a token range check before any lookup.
+// Launchers for the token embedding: shape checks and a token range check before any lookup
+// (on the GPU the kernel checks the range and records a bad token in the device error word).
 #include "kernels/cpu/embedding.hpp"
 
 #include "kernels/cpu/dispatch.hpp"
+#include "kernels/cuda_ops.hpp"
 #include "kernels/ops.hpp"
 
 namespace kernels {
@@ -22,7 +24,7 @@ void check_tokens(const char* op, const Tensor& tokens, int64_t V) {
 
 void embedding_forward(Context& ctx, const Tensor& table, const Tensor& tokens, const Tensor& out) {
   const char* op = "embedding_forward";
-  detail::require_cpu(op, {&table, &tokens, &out});
+  const bool gpu = detail::on_cuda(op, {&table, &tokens, &out});
   core::DType dt = detail::float_dtype(op, {&table, &out});
   core::check_dtype(tokens, core::DType::i32, "embedding_forward: tokens");
   core::check_shape(table, {-1, -1}, "embedding_forward: table");
@@ -31,6 +33,10 @@ void embedding_forward(Context& ctx, const Tensor& table, const Tensor& tokens, 
   const int64_t N = tokens.shape[0];
   core::check_shape(out, {N, D}, "embedding_forward: out");
   if (N == 0 || D == 0) return;
+  if (gpu) {
+    detail::require_f32_on_cuda(op, dt);
+    return cuda::embedding_forward(ctx, table, tokens, out);
+  }
   check_tokens(op, tokens, V);
   detail::dispatch_float(dt, op, [&](auto tag) {
     using T = decltype(tag);
@@ -41,7 +47,7 @@ void embedding_forward(Context& ctx, const Tensor& table, const Tensor& tokens, 
 void embedding_backward(Context& ctx, const Tensor& dout, const Tensor& tokens,
                         const Tensor& dtable) {
   const char* op = "embedding_backward";
-  detail::require_cpu(op, {&dout, &tokens, &dtable});
+  const bool gpu = detail::on_cuda(op, {&dout, &tokens, &dtable});
   core::DType dt = detail::float_dtype(op, {&dout, &dtable});
   core::check_dtype(tokens, core::DType::i32, "embedding_backward: tokens");
   core::check_shape(dtable, {-1, -1}, "embedding_backward: dtable");
@@ -50,6 +56,10 @@ void embedding_backward(Context& ctx, const Tensor& dout, const Tensor& tokens,
   const int64_t N = tokens.shape[0];
   core::check_shape(dout, {N, D}, "embedding_backward: dout");
   if (N == 0 || D == 0) return;
+  if (gpu) {
+    detail::require_f32_on_cuda(op, dt);
+    return cuda::embedding_backward(ctx, dout, tokens, dtable);
+  }
   check_tokens(op, tokens, V);
   detail::dispatch_float(dt, op, [&](auto tag) {
     using T = decltype(tag);

@@ -1,9 +1,11 @@
 // Launchers of the FP8 GEMMs (kernels/fp8_ops.hpp): check tilings, shapes and offsets, return on
-// empty work, run the CPU emulation (kernels/cpu/fp8_gemm.cpp).
+// empty work, run the CPU emulation (kernels/cpu/fp8_gemm.cpp) or the CUDA GEMMs
+// (kernels/cuda/fp8_gemm.cpp) when every tensor is on the GPU.
 #include "kernels/cpu/dispatch.hpp"
 #include "kernels/cpu/fp8.hpp"
 #include "kernels/cpu/fp8_check.hpp"
 #include "kernels/cpu/moe_cpu.hpp"
+#include "kernels/cuda_ops.hpp"
 #include "kernels/fp8_ops.hpp"
 
 namespace kernels {
@@ -14,9 +16,8 @@ using cpu::Fp8GemmKind;
 constexpr Fp8Tiling kRow = Fp8Tiling::row_1x128, kBlock = Fp8Tiling::block_128x128,
                     kCol = Fp8Tiling::col_128x1;
 
-// out is f32 on the CPU and folds to [rows, cols].
+// out is f32 and folds to [rows, cols].
 void check_out(const Tensor& out, int64_t rows, int64_t cols, const char* what) {
-  detail::require_cpu(what, {&out});
   core::check_dtype(out, core::DType::f32, what);
   FLOT_CHECK(out.ndim >= 2 && detail::fold_rows(out) == rows && out.cols() == cols,
              "{} has shape {}, expected [{}, {}]", what, out.shape_str(), rows, cols);
@@ -47,10 +48,23 @@ void check_linear(Fp8GemmKind kind, const Fp8Tensor& a, const Fp8Tensor& w, cons
   check_out(out, detail::fold_rows(a.codes), fwd ? n : k, op);
 }
 
+lt::Fp8Kind cuda_kind(Fp8GemmKind k) {
+  return k == Fp8GemmKind::forward ? lt::Fp8Kind::forward
+         : k == Fp8GemmKind::dgrad ? lt::Fp8Kind::dgrad
+                                   : lt::Fp8Kind::wgrad;
+}
+
+// Whether the operands and the output of a GEMM are on the GPU (all of them) or the CPU.
+bool gemm_on_cuda(const Fp8Tensor& a, const Fp8Tensor& b, const Tensor& out, const char* op) {
+  return fp8_check::on_cuda({&a.codes, &a.scales, &b.codes, &b.scales, &out}, op);
+}
+
 void linear(Context& ctx, Fp8GemmKind kind, const Fp8Tensor& a, const Fp8Tensor& w,
             const Tensor& out, double beta, const char* op) {
   check_linear(kind, a, w, out, false, op);
+  const bool gpu = gemm_on_cuda(a, w, out, op);
   if (out.numel() == 0) return;
+  if (gpu) return cuda::fp8_gemm(ctx, cuda_kind(kind), a, w, out, beta);
   cpu::fp8_gemm(kind, a, w, out.ptr<float>(), static_cast<float>(beta), cpu::moe_threads(ctx));
 }
 
@@ -58,7 +72,12 @@ void grouped_linear(Context& ctx, Fp8GemmKind kind, const Fp8Tensor& a, const Fp
                     const Tensor& offsets, const Tensor& out, double beta, const char* op) {
   check_linear(kind, a, w, out, true, op);
   check_offsets(offsets, w.codes.shape[0], detail::fold_rows(a.codes), op);
+  const bool gpu = gemm_on_cuda(a, w, out, op);
+  FLOT_CHECK(gpu == (offsets.device == core::Device::cuda), "{}: offsets on another device", op);
   if (out.numel() == 0) return;
+  if (gpu)
+    return cuda::fp8_grouped_gemm(ctx, cuda_kind(kind), a, w, offsets,
+                                  static_cast<int>(w.codes.shape[0]), out, beta);
   cpu::fp8_grouped_gemm(kind, a, w, offsets.ptr<int32_t>(), static_cast<int>(w.codes.shape[0]),
                         out.ptr<float>(), static_cast<float>(beta), cpu::moe_threads(ctx));
 }
@@ -81,7 +100,9 @@ void fp8_gemm_wgrad(Context& ctx, const Fp8Tensor& dy, const Fp8Tensor& x, const
   fp8_check::dense(x, kCol, op);
   check_inner(detail::fold_rows(dy.codes), detail::fold_rows(x.codes), op, dy, x);
   check_out(dw, dy.codes.cols(), x.codes.cols(), op);
+  const bool gpu = gemm_on_cuda(dy, x, dw, op);
   if (dw.numel() == 0 || detail::fold_rows(x.codes) == 0) return;
+  if (gpu) return cuda::fp8_gemm(ctx, lt::Fp8Kind::wgrad, dy, x, dw, 0.0);
   cpu::fp8_gemm(Fp8GemmKind::wgrad, dy, x, dw.ptr<float>(), 0.0f, cpu::moe_threads(ctx));
 }
 
@@ -101,12 +122,16 @@ void fp8_grouped_gemm_wgrad(Context& ctx, const Fp8Tensor& dy, const Fp8Tensor& 
   const int64_t m = detail::fold_rows(x.codes);
   core::check_shape(dw, {-1, dy.codes.cols(), x.codes.cols()}, op);
   core::check_dtype(dw, core::DType::f32, op);
-  detail::require_cpu(op, {&dw});
   check_offsets(offsets, dw.shape[0], m, op);
   fp8_check::segments(dy, dw.shape[0], op);
   fp8_check::segments(x, dw.shape[0], op);
   check_inner(detail::fold_rows(dy.codes), m, op, dy, x);
+  const bool gpu = gemm_on_cuda(dy, x, dw, op);
+  FLOT_CHECK(gpu == (offsets.device == core::Device::cuda), "{}: offsets on another device", op);
   if (dw.numel() == 0 || m == 0) return;
+  if (gpu)
+    return cuda::fp8_grouped_gemm(ctx, lt::Fp8Kind::wgrad, dy, x, offsets,
+                                  static_cast<int>(dw.shape[0]), dw, 0.0);
   cpu::fp8_grouped_gemm(Fp8GemmKind::wgrad, dy, x, offsets.ptr<int32_t>(),
                         static_cast<int>(dw.shape[0]), dw.ptr<float>(), 0.0f,
                         cpu::moe_threads(ctx));

@@ -2,10 +2,12 @@
 #include <cstring>
 #include <memory>
 
+#include "core/cuda_runtime.hpp"
 #include "kernels/cpu/dispatch.hpp"
 #include "kernels/cpu/fp8.hpp"
 #include "kernels/cpu/fp8_check.hpp"
 #include "kernels/cpu/moe_cpu.hpp"
+#include "kernels/cuda_ops.hpp"
 #include "kernels/fp8_ops.hpp"
 
 namespace kernels {
@@ -25,24 +27,41 @@ Dims dims_of(const Fp8Tensor& q) {
   return {1, detail::fold_rows(c), c.cols()};
 }
 
-void check_float(const Tensor& x, const Fp8Tensor& q, const char* what) {
-  detail::require_cpu(what, {&x});
+// Returns whether the call runs on the GPU (x, codes and scales all there).
+bool check_float(const Tensor& x, const Fp8Tensor& q, const char* what) {
   core::check_dtype(x, core::DType::f32, what);
   FLOT_CHECK(x.same_shape(q.codes), "{} {} and codes {} differ in shape", what, x.shape_str(),
              q.codes.shape_str());
+  return fp8_check::on_cuda({&x, &q.codes, &q.scales}, what);
 }
 
 int segment_count(const Tensor& offsets) {
   return static_cast<int>(offsets.shape[0] - 1);
 }
 
-// A float tensor of q's codes' shape over `buffer` (left uninitialized).
-Tensor float_like(const Fp8Tensor& q, std::unique_ptr<float[]>& buffer) {
-  buffer.reset(new float[static_cast<size_t>(q.codes.numel())]);
+// A float tensor of q's codes' shape over `buffer` (left uninitialized); on the GPU from the
+// context's device scratch (the caller holds a ScratchScope).
+Tensor float_like(Context& ctx, const Fp8Tensor& q, std::unique_ptr<float[]>& buffer) {
   Tensor t = q.codes;
-  t.data = buffer.get();
   t.dtype = core::DType::f32;
+  if (q.codes.device == core::Device::cuda) {
+    t.data = core::device_scratch(ctx).alloc(core::DType::f32, {q.codes.numel()}).data;
+    return t;
+  }
+  buffer.reset(new float[static_cast<size_t>(q.codes.numel())]);
+  t.data = buffer.get();
   return t;
+}
+
+// Runs f inside a device scratch scope when q is on the GPU.
+template <class F>
+void with_scratch(Context& ctx, const Fp8Tensor& q, F&& f) {
+  if (q.codes.device == core::Device::cuda) {
+    core::ScratchScope scope(core::device_scratch(ctx));
+    f();
+  } else {
+    f();
+  }
 }
 
 }  // namespace
@@ -104,8 +123,9 @@ Fp8Tensor fp8_alloc_segments(core::BumpArena& arena, core::DType format, int64_t
 
 void fp8_quantize(Context& ctx, const Tensor& x, const Fp8Tensor& q, bool pow2_scales) {
   fp8_check::dense(q, q.tiling, "fp8_quantize q");
-  check_float(x, q, "fp8_quantize x");
+  const bool gpu = check_float(x, q, "fp8_quantize x");
   if (x.numel() == 0) return;
+  if (gpu) return cuda::fp8_quantize(ctx, x, q, pow2_scales);
   const Dims d = dims_of(q);
   cpu::fp8_quantize(x.ptr<float>(), d.cols,
                     cpu::fp8_panels(q.tiling, d.rows, d.matrices, nullptr, 0),
@@ -117,8 +137,11 @@ void fp8_quantize_segments(Context& ctx, const Tensor& x, const Tensor& offsets,
                            bool pow2_scales) {
   fp8_check::offsets(offsets, detail::fold_rows(q.codes), "fp8_quantize_segments offsets");
   fp8_check::segments(q, segment_count(offsets), "fp8_quantize_segments q");
-  check_float(x, q, "fp8_quantize_segments x");
+  const bool gpu = check_float(x, q, "fp8_quantize_segments x");
+  FLOT_CHECK(fp8_check::on_cuda({&x, &offsets}, "fp8_quantize_segments") == gpu,
+             "fp8_quantize_segments: offsets on another device");
   if (x.numel() == 0) return;
+  if (gpu) return cuda::fp8_quantize_segments(ctx, x, offsets, q, pow2_scales);
   // Scale rows between segments belong to no tile; zero them so the tensor is deterministic.
   std::memset(q.scales.data, 0, q.scales.bytes());
   const int e = segment_count(offsets);
@@ -129,8 +152,9 @@ void fp8_quantize_segments(Context& ctx, const Tensor& x, const Tensor& offsets,
 
 void fp8_dequantize(Context& ctx, const Fp8Tensor& q, const Tensor& x) {
   fp8_check::dense(q, q.tiling, "fp8_dequantize q");
-  check_float(x, q, "fp8_dequantize x");
+  const bool gpu = check_float(x, q, "fp8_dequantize x");
   if (x.numel() == 0) return;
+  if (gpu) return cuda::fp8_dequantize(ctx, q, x);
   const Dims d = dims_of(q);
   cpu::fp8_dequantize(fp8_check::codes(q), q.scales.ptr<float>(), d.cols,
                       cpu::fp8_panels(q.tiling, d.rows, d.matrices, nullptr, 0),
@@ -142,8 +166,11 @@ void fp8_dequantize_segments(Context& ctx, const Fp8Tensor& q, const Tensor& off
                              const Tensor& x) {
   fp8_check::offsets(offsets, detail::fold_rows(q.codes), "fp8_dequantize_segments offsets");
   fp8_check::segments(q, segment_count(offsets), "fp8_dequantize_segments q");
-  check_float(x, q, "fp8_dequantize_segments x");
+  const bool gpu = check_float(x, q, "fp8_dequantize_segments x");
+  FLOT_CHECK(fp8_check::on_cuda({&x, &offsets}, "fp8_dequantize_segments") == gpu,
+             "fp8_dequantize_segments: offsets on another device");
   if (x.numel() == 0) return;
+  if (gpu) return cuda::fp8_dequantize_segments(ctx, q, offsets, x);
   cpu::fp8_dequantize(
       fp8_check::codes(q), q.scales.ptr<float>(), x.cols(),
       cpu::fp8_panels(q.tiling, 0, 1, offsets.ptr<int32_t>(), segment_count(offsets)), true,
@@ -151,18 +178,22 @@ void fp8_dequantize_segments(Context& ctx, const Fp8Tensor& q, const Tensor& off
 }
 
 void fp8_requantize(Context& ctx, const Fp8Tensor& src, const Fp8Tensor& dst, bool pow2_scales) {
-  std::unique_ptr<float[]> buffer;
-  const Tensor x = float_like(src, buffer);
-  fp8_dequantize(ctx, src, x);
-  fp8_quantize(ctx, x, dst, pow2_scales);
+  with_scratch(ctx, src, [&] {
+    std::unique_ptr<float[]> buffer;
+    const Tensor x = float_like(ctx, src, buffer);
+    fp8_dequantize(ctx, src, x);
+    fp8_quantize(ctx, x, dst, pow2_scales);
+  });
 }
 
 void fp8_requantize_segments(Context& ctx, const Fp8Tensor& src, const Tensor& offsets,
                              const Fp8Tensor& dst, bool pow2_scales) {
-  std::unique_ptr<float[]> buffer;
-  const Tensor x = float_like(src, buffer);
-  fp8_dequantize(ctx, src, x);
-  fp8_quantize_segments(ctx, x, offsets, dst, pow2_scales);
+  with_scratch(ctx, src, [&] {
+    std::unique_ptr<float[]> buffer;
+    const Tensor x = float_like(ctx, src, buffer);
+    fp8_dequantize(ctx, src, x);
+    fp8_quantize_segments(ctx, x, offsets, dst, pow2_scales);
+  });
 }
 
 }  // namespace kernels

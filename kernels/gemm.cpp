@@ -2,6 +2,7 @@
 #include "kernels/cpu/gemm.hpp"
 
 #include "kernels/cpu/dispatch.hpp"
+#include "kernels/cuda_ops.hpp"
 #include "kernels/ops.hpp"
 
 namespace kernels {
@@ -9,20 +10,16 @@ namespace kernels {
 void gemm(Context& ctx, const Tensor& A, bool trans_a, const Tensor& B, bool trans_b,
           const Tensor& C, double alpha, double beta) {
   const char* op = "gemm";
-  detail::require_cpu(op, {&A, &B, &C});
+  const bool gpu = detail::on_cuda(op, {&A, &B, &C});
   core::DType dt = detail::float_dtype(op, {&A, &B, &C});
-  FLOT_CHECK(A.ndim >= 2 && B.ndim >= 2 && C.ndim >= 2, "gemm: A {}, B {}, C {} must be >= 2-D",
-             A.shape_str(), B.shape_str(), C.shape_str());
-  const int64_t M = trans_a ? A.cols() : detail::fold_rows(A);
-  const int64_t K = trans_a ? detail::fold_rows(A) : A.cols();
-  const int64_t Kb = trans_b ? B.cols() : detail::fold_rows(B);
-  const int64_t N = trans_b ? detail::fold_rows(B) : B.cols();
-  FLOT_CHECK(K == Kb && detail::fold_rows(C) == M && C.cols() == N,
-             "gemm: op(A) of A {} (trans {}) times op(B) of B {} (trans {}) into C {}",
-             A.shape_str(), trans_a, B.shape_str(), trans_b, C.shape_str());
+  const auto [M, N, K] = detail::gemm_dims(op, A, trans_a, B, trans_b, C);
   if (M == 0 || N == 0) return;
   // Eigen's noalias() product would silently read a partly written C.
   FLOT_CHECK(C.data != A.data && C.data != B.data, "gemm: C {} aliases an input", C.shape_str());
+  if (gpu) {
+    detail::require_f32_on_cuda(op, dt);
+    return cuda::gemm(ctx, M, N, K, A, trans_a, B, trans_b, C, alpha, beta, /*bf16=*/false);
+  }
   detail::dispatch_float(dt, op, [&](auto tag) {
     using T = decltype(tag);
     cpu::gemm<T>(M, N, K, A.ptr<T>(), trans_a, B.ptr<T>(), trans_b, C.ptr<T>(),

@@ -3,6 +3,7 @@
 
 #include "kernels/cpu/moe_check.hpp"
 #include "kernels/cpu/moe_cpu.hpp"
+#include "kernels/cuda_ops.hpp"
 #include "kernels/moe_ops.hpp"
 
 namespace kernels {
@@ -13,7 +14,7 @@ namespace {
 int64_t check_balance(const Tensor& scores, int top_k, int64_t segment_len) {
   core::check_shape(scores, {-1, -1}, "balance scores");
   moe_check::float_dtype(scores, "balance scores");
-  moe_check::on_cpu(scores, "balance scores");
+  if (scores.device == core::Device::cuda) moe_check::f32_on_cuda(scores, "balance scores");
   const int64_t n = scores.shape[0], E = scores.shape[1];
   FLOT_CHECK(top_k >= 1 && top_k <= std::min<int64_t>(E, cpu::kMaxTopK),
              "balance top_k = {} outside [1, min(experts = {}, {})]", top_k, E, cpu::kMaxTopK);
@@ -29,6 +30,8 @@ double balance_loss_forward(Context& ctx, const Tensor& scores, int top_k, int64
                             double alpha) {
   const int64_t n = check_balance(scores, top_k, segment_len);
   if (n == 0) return 0.0;  // no segments: the mean over none is taken as 0
+  if (scores.device == core::Device::cuda)
+    return cuda::balance_loss_forward(ctx, scores, top_k, segment_len, alpha);
   double loss = 0;
   moe_check::dispatch_float(scores.dtype, [&](auto tag) {
     using T = decltype(tag);
@@ -43,8 +46,10 @@ void balance_loss_backward(Context& ctx, const Tensor& scores, int top_k, int64_
   const int64_t n = check_balance(scores, top_k, segment_len);
   core::check_shape(dscores, {n, scores.shape[1]}, "balance dscores");
   core::check_dtype(dscores, scores.dtype, "balance dscores");
-  moe_check::on_cpu(dscores, "balance dscores");
+  const bool gpu = moe_check::on_cuda({{&scores, "balance scores"}, {&dscores, "balance dscores"}});
   if (n == 0) return;
+  if (gpu)
+    return cuda::balance_loss_backward(ctx, scores, top_k, segment_len, alpha, dloss, dscores);
   moe_check::dispatch_float(scores.dtype, [&](auto tag) {
     using T = decltype(tag);
     cpu::balance_loss_backward<T>(n, scores.shape[1], scores.ptr<T>(), top_k, segment_len, alpha,

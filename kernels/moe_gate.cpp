@@ -4,6 +4,7 @@
 
 #include "kernels/cpu/moe_check.hpp"
 #include "kernels/cpu/moe_cpu.hpp"
+#include "kernels/cuda_ops.hpp"
 #include "kernels/moe_ops.hpp"
 
 namespace kernels {
@@ -46,9 +47,17 @@ void gate_forward(Context& ctx, const GateShape& g, const Tensor& logits, const 
   core::check_dtype(scores, logits.dtype, "gate scores");
   core::check_dtype(weights, logits.dtype, "gate weights");
   core::check_dtype(expert_idx, core::DType::i32, "gate expert_idx");
-  moe_check::on_cpu({{&logits, "gate logits"}, {&bias, "gate bias"}, {&scores, "gate scores"},
-                  {&expert_idx, "gate expert_idx"}, {&weights, "gate weights"}});
+  const bool gpu = moe_check::on_cuda({{&logits, "gate logits"},
+                                       {&bias, "gate bias"},
+                                       {&scores, "gate scores"},
+                                       {&expert_idx, "gate expert_idx"},
+                                       {&weights, "gate weights"}});
   if (n == 0) return;
+  if (gpu) {
+    moe_check::f32_on_cuda(logits, "gate logits");
+    moe_check::f32_on_cuda(bias, "gate bias");
+    return cuda::gate_forward(ctx, g, logits, bias, scores, expert_idx, weights);
+  }
   moe_check::dispatch_float(logits.dtype, [&](auto tag) {
     using T = decltype(tag);
     std::vector<T> converted;
@@ -82,11 +91,17 @@ void gate_backward(Context& ctx, const GateShape& g, const Tensor& dweights, con
   if (extra) {
     core::check_shape(dscores_extra, {n, E}, "gate dscores_extra");
     core::check_dtype(dscores_extra, scores.dtype, "gate dscores_extra");
-    moe_check::on_cpu(dscores_extra, "gate dscores_extra");
   }
-  moe_check::on_cpu({{&dweights, "gate dweights"}, {&scores, "gate scores"},
-                  {&expert_idx, "gate expert_idx"}, {&dlogits, "gate dlogits"}});
+  const bool gpu = moe_check::on_cuda({{&dweights, "gate dweights"},
+                                       {&scores, "gate scores"},
+                                       {&expert_idx, "gate expert_idx"},
+                                       {&dlogits, "gate dlogits"},
+                                       {&dscores_extra, "gate dscores_extra"}});
   if (n == 0) return;
+  if (gpu) {
+    moe_check::f32_on_cuda(scores, "gate scores");
+    return cuda::gate_backward(ctx, g, dweights, scores, expert_idx, dscores_extra, dlogits);
+  }
   moe_check::index_range(expert_idx, E, "gate expert_idx");
   moe_check::dispatch_float(scores.dtype, [&](auto tag) {
     using T = decltype(tag);

@@ -7,6 +7,7 @@
 
 #include "kernels/cpu/moe_check.hpp"
 #include "kernels/cpu/moe_cpu.hpp"
+#include "kernels/cuda_ops.hpp"
 #include "kernels/moe_ops.hpp"
 
 namespace kernels {
@@ -23,8 +24,11 @@ void moe_plan(Context& ctx, const Tensor& expert_idx, int num_experts, const Ten
   core::check_shape(pos, {pairs}, "plan pos");
   for (const Tensor* t : {&expert_idx, &offsets, &src, &pos})
     core::check_dtype(*t, core::DType::i32, "plan index tensor");
-  moe_check::on_cpu({{&expert_idx, "plan expert_idx"}, {&offsets, "plan offsets"},
-                     {&src, "plan src"}, {&pos, "plan pos"}});
+  if (moe_check::on_cuda({{&expert_idx, "plan expert_idx"},
+                          {&offsets, "plan offsets"},
+                          {&src, "plan src"},
+                          {&pos, "plan pos"}}))
+    return cuda::moe_plan(ctx, expert_idx, num_experts, offsets, src, pos);
   // No early return for N = 0: the offsets (all 0) are still written.
   if (pairs > 0) moe_check::index_range(expert_idx, num_experts, "plan expert_idx");
   cpu::moe_plan(n, static_cast<int>(k), pairs > 0 ? expert_idx.ptr<int32_t>() : nullptr,
@@ -40,8 +44,13 @@ void moe_permute(Context& ctx, const Tensor& x, const Tensor& src, int top_k, co
   moe_check::float_dtype(x, "permute x");
   core::check_dtype(xs, x.dtype, "permute xs");
   core::check_dtype(src, core::DType::i32, "permute src");
-  moe_check::on_cpu({{&x, "permute x"}, {&src, "permute src"}, {&xs, "permute xs"}});
+  const bool gpu =
+      moe_check::on_cuda({{&x, "permute x"}, {&src, "permute src"}, {&xs, "permute xs"}});
   if (rows == 0 || d == 0) return;
+  if (gpu) {
+    moe_check::f32_on_cuda(x, "permute x");
+    return cuda::moe_permute(ctx, x, src, top_k, xs);
+  }
   moe_check::index_range(src, rows, "permute src");
   moe_check::dispatch_float(x.dtype, [&](auto tag) {
     using T = decltype(tag);
@@ -60,9 +69,14 @@ void moe_permute_backward(Context& ctx, const Tensor& dxs, const Tensor& pos, in
   moe_check::float_dtype(dx, "permute_backward dx");
   core::check_dtype(dxs, dx.dtype, "permute_backward dxs");
   core::check_dtype(pos, core::DType::i32, "permute_backward pos");
-  moe_check::on_cpu({{&dxs, "permute_backward dxs"}, {&pos, "permute_backward pos"},
-                     {&dx, "permute_backward dx"}});
+  const bool gpu = moe_check::on_cuda({{&dxs, "permute_backward dxs"},
+                                       {&pos, "permute_backward pos"},
+                                       {&dx, "permute_backward dx"}});
   if (rows == 0 || d == 0) return;
+  if (gpu) {
+    moe_check::f32_on_cuda(dx, "permute_backward dx");
+    return cuda::moe_permute_backward(ctx, dxs, pos, top_k, dx);
+  }
   moe_check::index_range(pos, rows, "permute_backward pos");
   moe_check::dispatch_float(dx.dtype, [&](auto tag) {
     using T = decltype(tag);
@@ -73,9 +87,10 @@ void moe_permute_backward(Context& ctx, const Tensor& dxs, const Tensor& pos, in
 
 namespace {
 
-// Checks the operands of combine / its backward; returns {N, k, D}.
+// Checks the operands of combine / its backward; returns {N, k, D} and whether they are on the GPU.
 struct CombineDims {
   int64_t n, k, d;
+  bool gpu;
 };
 CombineDims check_combine(const char* op, const Tensor& y, const Tensor& ys, const Tensor& weights,
                           const Tensor& pos) {
@@ -89,16 +104,18 @@ CombineDims check_combine(const char* op, const Tensor& y, const Tensor& ys, con
   core::check_dtype(ys, y.dtype, op);
   core::check_dtype(weights, y.dtype, op);
   core::check_dtype(pos, core::DType::i32, op);
-  moe_check::on_cpu({{&y, op}, {&ys, op}, {&weights, op}, {&pos, op}});
-  return {n, k, d};
+  const bool gpu = moe_check::on_cuda({{&y, op}, {&ys, op}, {&weights, op}, {&pos, op}});
+  if (gpu) moe_check::f32_on_cuda(y, op);
+  return {n, k, d, gpu};
 }
 
 }  // namespace
 
 void moe_combine(Context& ctx, const Tensor& ys, const Tensor& weights, const Tensor& pos,
                  const Tensor& y) {
-  const auto [n, k, d] = check_combine("combine", y, ys, weights, pos);
+  const auto [n, k, d, gpu] = check_combine("combine", y, ys, weights, pos);
   if (n * k == 0 || d == 0) return;
+  if (gpu) return cuda::moe_combine(ctx, ys, weights, pos, y);
   moe_check::index_range(pos, n * k, "combine pos");
   moe_check::dispatch_float(y.dtype, [&](auto tag) {
     using T = decltype(tag);
@@ -109,14 +126,18 @@ void moe_combine(Context& ctx, const Tensor& ys, const Tensor& weights, const Te
 
 void moe_combine_backward(Context& ctx, const Tensor& dy, const Tensor& ys, const Tensor& weights,
                           const Tensor& pos, const Tensor& dys, const Tensor& dweights) {
-  const auto [n, k, d] = check_combine("combine_backward", dy, ys, weights, pos);
+  const auto [n, k, d, gpu] = check_combine("combine_backward", dy, ys, weights, pos);
   FLOT_CHECK(dys.rows() == n * k && dys.cols() == d,
              "combine_backward dys has shape {}, expected [{}, {}]", dys.shape_str(), n * k, d);
   core::check_shape(dweights, {n, k}, "combine_backward dweights");
   core::check_dtype(dys, dy.dtype, "combine_backward dys");
   core::check_dtype(dweights, dy.dtype, "combine_backward dweights");
-  moe_check::on_cpu({{&dys, "combine_backward dys"}, {&dweights, "combine_backward dweights"}});
+  FLOT_CHECK(moe_check::on_cuda({{&dy, "combine_backward dy"},
+                                 {&dys, "combine_backward dys"},
+                                 {&dweights, "combine_backward dweights"}}) == gpu,
+             "combine_backward: outputs and inputs on different devices");
   if (n * k == 0) return;
+  if (gpu) return cuda::moe_combine_backward(ctx, dy, ys, weights, pos, dys, dweights);
   moe_check::index_range(pos, n * k, "combine_backward pos");
   moe_check::dispatch_float(dy.dtype, [&](auto tag) {
     using T = decltype(tag);

@@ -2,6 +2,7 @@
 #include "kernels/cpu/norm.hpp"
 
 #include "kernels/cpu/dispatch.hpp"
+#include "kernels/cuda_ops.hpp"
 #include "kernels/ops.hpp"
 
 namespace kernels {
@@ -21,7 +22,7 @@ void check_rows(const char* what, const Tensor& x, const Tensor& other) {
 void rmsnorm_forward(Context& ctx, const Tensor& x, const Tensor& w, double eps, const Tensor& y,
                      const Tensor& rstd) {
   const char* op = "rmsnorm_forward";
-  detail::require_cpu(op, {&x, &w, &y, &rstd});
+  const bool gpu = detail::on_cuda(op, {&x, &w, &y, &rstd});
   core::DType dt = detail::float_dtype(op, {&x, &w, &y, &rstd});
   check_rows("rmsnorm_forward: y", x, y);
   const int64_t N = detail::fold_rows(x), D = x.cols();
@@ -29,6 +30,10 @@ void rmsnorm_forward(Context& ctx, const Tensor& x, const Tensor& w, double eps,
   core::check_shape(rstd, {N}, "rmsnorm_forward: rstd");
   FLOT_CHECK(eps >= 0, "rmsnorm_forward: eps {} < 0", eps);
   if (N == 0 || D == 0) return;
+  if (gpu) {
+    detail::require_f32_on_cuda(op, dt);
+    return cuda::rmsnorm_forward(ctx, x, w, eps, y, rstd);
+  }
   detail::dispatch_float(dt, op, [&](auto tag) {
     using T = decltype(tag);
     cpu::rmsnorm_forward<T>(x.ptr<T>(), w.ptr<T>(), N, D, static_cast<T>(eps), y.ptr<T>(),
@@ -39,7 +44,7 @@ void rmsnorm_forward(Context& ctx, const Tensor& x, const Tensor& w, double eps,
 void rmsnorm_backward_input(Context& ctx, const Tensor& dy, const Tensor& x, const Tensor& w,
                             const Tensor& rstd, const Tensor& dx) {
   const char* op = "rmsnorm_backward_input";
-  detail::require_cpu(op, {&dy, &x, &w, &rstd, &dx});
+  const bool gpu = detail::on_cuda(op, {&dy, &x, &w, &rstd, &dx});
   core::DType dt = detail::float_dtype(op, {&dy, &x, &w, &rstd, &dx});
   check_rows("rmsnorm_backward_input: dy", x, dy);
   check_rows("rmsnorm_backward_input: dx", x, dx);
@@ -47,6 +52,10 @@ void rmsnorm_backward_input(Context& ctx, const Tensor& dy, const Tensor& x, con
   core::check_shape(w, {D}, "rmsnorm_backward_input: w");
   core::check_shape(rstd, {N}, "rmsnorm_backward_input: rstd");
   if (N == 0 || D == 0) return;
+  if (gpu) {
+    detail::require_f32_on_cuda(op, dt);
+    return cuda::rmsnorm_backward_input(ctx, dy, x, w, rstd, dx);
+  }
   detail::dispatch_float(dt, op, [&](auto tag) {
     using T = decltype(tag);
     cpu::rmsnorm_backward_input<T>(dy.ptr<T>(), x.ptr<T>(), w.ptr<T>(), rstd.ptr<T>(), N, D,
@@ -57,13 +66,17 @@ void rmsnorm_backward_input(Context& ctx, const Tensor& dy, const Tensor& x, con
 void rmsnorm_backward_weight(Context& ctx, const Tensor& dy, const Tensor& x, const Tensor& rstd,
                              const Tensor& dw) {
   const char* op = "rmsnorm_backward_weight";
-  detail::require_cpu(op, {&dy, &x, &rstd, &dw});
+  const bool gpu = detail::on_cuda(op, {&dy, &x, &rstd, &dw});
   core::DType dt = detail::float_dtype(op, {&dy, &x, &rstd, &dw});
   check_rows("rmsnorm_backward_weight: dy", x, dy);
   const int64_t N = detail::fold_rows(x), D = x.cols();
   core::check_shape(dw, {D}, "rmsnorm_backward_weight: dw");
   core::check_shape(rstd, {N}, "rmsnorm_backward_weight: rstd");
   if (N == 0 || D == 0) return;
+  if (gpu) {
+    detail::require_f32_on_cuda(op, dt);
+    return cuda::rmsnorm_backward_weight(ctx, dy, x, rstd, dw);
+  }
   detail::dispatch_float(dt, op, [&](auto tag) {
     using T = decltype(tag);
     cpu::rmsnorm_backward_weight<T>(dy.ptr<T>(), x.ptr<T>(), rstd.ptr<T>(), N, D, dw.ptr<T>());

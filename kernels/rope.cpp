@@ -2,6 +2,7 @@
 #include "kernels/cpu/rope.hpp"
 
 #include "kernels/cpu/dispatch.hpp"
+#include "kernels/cuda_ops.hpp"
 #include "kernels/ops.hpp"
 
 namespace kernels {
@@ -9,7 +10,7 @@ namespace kernels {
 void rope(Context& ctx, const Tensor& x, int64_t seq_len, int64_t offset, int64_t rope_dim,
           double theta, bool inverse) {
   const char* op = "rope";
-  detail::require_cpu(op, {&x});
+  const bool gpu = detail::on_cuda(op, {&x});
   core::check_shape(x, {-1, -1, -1}, "rope: x");
   const int64_t rows = x.shape[0], H = x.shape[1], Dh = x.shape[2];
   FLOT_CHECK(rope_dim >= 0 && rope_dim % 2 == 0 && offset >= 0 && offset + rope_dim <= Dh,
@@ -19,6 +20,10 @@ void rope(Context& ctx, const Tensor& x, int64_t seq_len, int64_t offset, int64_
              x.shape_str(), seq_len);
   FLOT_CHECK(theta > 0, "rope: theta {} must be positive", theta);
   if (rows == 0 || H == 0 || rope_dim == 0) return;
+  if (gpu) {
+    detail::require_f32_on_cuda(op, x.dtype);
+    return cuda::rope(ctx, x, seq_len, offset, rope_dim, theta, inverse);
+  }
   detail::dispatch_float(x.dtype, op, [&](auto tag) {
     using T = decltype(tag);
     cpu::rope<T>(x.ptr<T>(), rows, H, Dh, seq_len, offset, rope_dim, theta, inverse);

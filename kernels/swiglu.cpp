@@ -2,6 +2,7 @@
 #include "kernels/cpu/swiglu.hpp"
 
 #include "kernels/cpu/dispatch.hpp"
+#include "kernels/cuda_ops.hpp"
 #include "kernels/ops.hpp"
 
 namespace kernels {
@@ -20,10 +21,14 @@ int64_t check_swiglu(const char* op, const Tensor& h, const Tensor& y) {
 
 void swiglu_forward(Context& ctx, const Tensor& h, const Tensor& y) {
   const char* op = "swiglu_forward";
-  detail::require_cpu(op, {&h, &y});
+  const bool gpu = detail::on_cuda(op, {&h, &y});
   core::DType dt = detail::float_dtype(op, {&h, &y});
   const int64_t F = check_swiglu(op, h, y), N = detail::fold_rows(h);
   if (N == 0 || F == 0) return;
+  if (gpu) {
+    detail::require_f32_on_cuda(op, dt);
+    return cuda::swiglu_forward(ctx, h, y);
+  }
   detail::dispatch_float(dt, op, [&](auto tag) {
     using T = decltype(tag);
     cpu::swiglu_forward<T>(h.ptr<T>(), N, F, y.ptr<T>());
@@ -32,12 +37,16 @@ void swiglu_forward(Context& ctx, const Tensor& h, const Tensor& y) {
 
 void swiglu_backward(Context& ctx, const Tensor& dy, const Tensor& h, const Tensor& dh) {
   const char* op = "swiglu_backward";
-  detail::require_cpu(op, {&dy, &h, &dh});
+  const bool gpu = detail::on_cuda(op, {&dy, &h, &dh});
   core::DType dt = detail::float_dtype(op, {&dy, &h, &dh});
   const int64_t F = check_swiglu(op, h, dy), N = detail::fold_rows(h);
   FLOT_CHECK(dh.ndim >= 1 && detail::fold_rows(dh) == N && dh.cols() == 2 * F,
              "{}: dh {} must match h {}", op, dh.shape_str(), h.shape_str());
   if (N == 0 || F == 0) return;
+  if (gpu) {
+    detail::require_f32_on_cuda(op, dt);
+    return cuda::swiglu_backward(ctx, dy, h, dh);
+  }
   detail::dispatch_float(dt, op, [&](auto tag) {
     using T = decltype(tag);
     cpu::swiglu_backward<T>(dy.ptr<T>(), h.ptr<T>(), N, F, dh.ptr<T>());

@@ -1,7 +1,10 @@
-// AdamW step on the CPU for f32/f64 master parameters with moments of the parameter dtype or bf16.
+// AdamW step for f32/f64 master parameters with moments of the parameter dtype or bf16: on the
+// CPU here, on the GPU through kernels/cuda/adamw.cu (f32 only).
 #include "optim/adamw.hpp"
 
 #include <cmath>
+
+#include "kernels/cuda_ops.hpp"
 
 namespace optim {
 namespace {
@@ -95,12 +98,17 @@ void adamw_step(const core::Tensor& param, const core::Tensor& grad, const core:
                  v.numel() == param.numel(),
              "adamw element counts differ: param {}, grad {}, m {}, v {}", param.numel(),
              grad.numel(), m.numel(), v.numel());
-  FLOT_CHECK(param.device == core::Device::cpu && grad.device == core::Device::cpu &&
-                 m.device == core::Device::cpu && v.device == core::Device::cpu,
-             "adamw_step runs on host memory only");
+  FLOT_CHECK(grad.device == param.device && m.device == param.device && v.device == param.device,
+             "adamw_step: parameter, gradient and moments on different devices");
   FLOT_CHECK(h.beta1 >= 0 && h.beta1 < 1 && h.beta2 >= 0 && h.beta2 < 1,
              "adamw betas ({}, {}) must lie in [0, 1)", h.beta1, h.beta2);
   if (param.numel() == 0) return;
+  if (param.device == core::Device::cuda) {
+    FLOT_CHECK(param.dtype == DType::f32, "adamw_step on the GPU takes f32 parameters, got {}",
+               core::dtype_name(param.dtype));
+    return kernels::cuda::adamw_step(param, grad, m, v, h.beta1, h.beta2, h.eps, h.weight_decay,
+                                     step, lr, grad_scale, decay);
+  }
 
   if (param.dtype == DType::f32)
     dispatch_moments<float>(param, grad, m, v, h, step, lr, grad_scale, decay);

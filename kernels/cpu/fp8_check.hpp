@@ -16,15 +16,14 @@ inline int64_t tiles(int64_t n) {
   return (n + kFp8Tile - 1) / kFp8Tile;
 }
 
-// Codes FP8 on the CPU with `tiling`; scales f32 on the CPU (shape checked by the callers below).
+// Codes FP8 with `tiling`; scales f32 on the same device (shape checked by the callers below).
 inline void formats(const Fp8Tensor& q, Fp8Tiling tiling, const char* what) {
   FLOT_CHECK(is_fp8(q.codes.dtype), "{} codes are {}, expected e4m3 or e5m2", what,
              core::dtype_name(q.codes.dtype));
   FLOT_CHECK(q.tiling == tiling, "{} is tiled {}, expected {}", what, fp8_tiling_name(q.tiling),
              fp8_tiling_name(tiling));
   core::check_dtype(q.scales, core::DType::f32, what);
-  FLOT_CHECK(q.codes.device == core::Device::cpu && q.scales.device == core::Device::cpu,
-             "{} is a CUDA tensor; the FP8 ops run on the CPU", what);
+  FLOT_CHECK(q.codes.device == q.scales.device, "{}: codes and scales on different devices", what);
 }
 
 // A dense tiling: codes [R, C] (row and col tilings fold leading dims; block takes [N, K] or
@@ -61,13 +60,21 @@ inline void segments(const Fp8Tensor& q, int64_t segments, const char* what) {
              c.cols());
 }
 
-// offsets: i32 [E + 1] on the CPU, starting at 0, never decreasing, ending at `rows`.
+// offsets: i32 [E + 1], starting at 0, never decreasing, ending at `rows`. Values are read on the
+// CPU only; on the GPU the kernels check them (kernels/cuda_ops.hpp).
 inline void offsets(const Tensor& offsets, int64_t rows, const char* what) {
   core::check_dtype(offsets, core::DType::i32, what);
   FLOT_CHECK(offsets.ndim == 1 && offsets.shape[0] >= 1, "{} has shape {}, expected [E + 1]", what,
              offsets.shape_str());
-  moe_check::on_cpu(offsets, what);
-  moe_check::segment_offsets(offsets, rows, what);
+  if (offsets.device == core::Device::cpu) moe_check::segment_offsets(offsets, rows, what);
+}
+
+// True when every tensor of an FP8 call lives on the GPU, false when all are on the CPU.
+inline bool on_cuda(std::initializer_list<const Tensor*> tensors, const char* what) {
+  const Tensor* first = *tensors.begin();
+  for (const Tensor* t : tensors)
+    FLOT_CHECK(t->device == first->device, "{}: tensors on different devices", what);
+  return first->device == core::Device::cuda;
 }
 
 inline uint8_t* codes(const Fp8Tensor& q) {

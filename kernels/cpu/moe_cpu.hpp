@@ -11,6 +11,7 @@
 #include <cstdint>
 
 #include "kernels/moe_ops.hpp"
+#include "kernels/topk.hpp"
 
 namespace kernels::cpu {
 
@@ -23,30 +24,8 @@ inline int moe_threads(const Context& ctx) {
 // the normalizer keeps the weights finite and is far below the rounding of any real sum.
 constexpr double kNormGuard = 1e-20;
 
-// The largest k (and groups_per_token) TopK holds; the launchers check against it.
-constexpr int kMaxTopK = 64;
-
-// Top-k by value with ties to the lower index, kept sorted descending. Candidates must be pushed
-// in ascending index order: an equal value then never displaces an earlier one. Works for -inf
-// values (no sentinel) and leaves NaN candidates last.
-template <class T>
-struct TopK {
-  int k = 0, n = 0;
-  T val[kMaxTopK];
-  int idx[kMaxTopK];
-  explicit TopK(int k_) : k(k_) {}
-  void push(T v, int i) {
-    if (n == k && !(v > val[k - 1])) return;
-    int p = n < k ? n++ : k - 1;
-    while (p > 0 && v > val[p - 1]) {
-      val[p] = val[p - 1];
-      idx[p] = idx[p - 1];
-      --p;
-    }
-    val[p] = v;
-    idx[p] = i;
-  }
-};
+// The largest k TopK holds (kernels/topk.hpp); the launchers check against it.
+constexpr int kMaxTopK = kernels::kMaxTopK;
 
 // Index of the first value outside [0, limit), or -1 when all are in range.
 int64_t first_out_of_range(const int32_t* v, int64_t n, int64_t limit);

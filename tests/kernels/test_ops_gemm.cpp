@@ -99,7 +99,7 @@ TEST_CASE("gemm rejects mismatched shapes, dtypes and aliasing", "[ops][gemm]") 
   Tensor on_gpu = Tensor::of(C.data(), {3, 3});
   on_gpu.device = core::Device::cuda;
   CHECK_THROWS_WITH(kernels::gemm(ctx, tA, false, Tensor::of(B.data(), {4, 3}), false, on_gpu),
-                    Catch::Contains("no CUDA implementation yet"));
+                    Catch::Contains("on the CPU") && Catch::Contains("on the GPU"));
   // The shape check passes on a correct call.
   CHECK_NOTHROW(kernels::gemm(ctx, tA, false, Tensor::of(B.data(), {4, 3}), false,
                               Tensor::of(C.data(), {3, 3})));
