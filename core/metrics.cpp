@@ -64,7 +64,8 @@ void MetricsWriter::write_loads(int64_t step, const std::vector<std::vector<int6
   loads_.flush();
 }
 
-ConsoleLog::ConsoleLog(bool enabled) : enabled_(enabled), tty_(enabled && isatty(STDOUT_FILENO)) {}
+ConsoleLog::ConsoleLog(bool enabled, bool in_place)
+    : enabled_(enabled), tty_(enabled && in_place && isatty(STDOUT_FILENO)) {}
 
 namespace {
 std::string duration(double s) {

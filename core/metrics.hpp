@@ -51,7 +51,9 @@ class MetricsWriter {
 
 class ConsoleLog {
  public:
-  explicit ConsoleLog(bool enabled);
+  // in_place: rewrite one progress line when stdout is a terminal. Off under mpirun, which gives
+  // its ranks a pseudo-terminal even when the job's output goes to a log file.
+  explicit ConsoleLog(bool enabled, bool in_place = true);
   void step(const StepMetrics& m, double elapsed_s);
   // Ends the in-place line before ordinary output.
   void finish_line();

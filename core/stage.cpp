@@ -292,7 +292,6 @@ void Stage::backward_weight(int slot) {
     for (int k = 0; k < depth_; ++k) embed_->backward_weight(s.mtp_de[k], s.targets[k]);
     report({embed_->table_id()});
   }
-  release(slot);
 }
 
 void Stage::release(int slot) {

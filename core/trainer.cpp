@@ -155,7 +155,7 @@ Trainer::Trainer(const Config& cfg, Context& ctx, const std::string& run_dir, bo
   schedule_.decay_fraction = cfg_.optim.decay_fraction;
   const int experts = model_->total_moe_layers() > 0 ? cfg_.model.moe.num_experts : 0;
   metrics_ = std::make_unique<MetricsWriter>(run_dir_, !run_dir_.empty() && ctx.rank == 0, experts);
-  console_ = std::make_unique<ConsoleLog>(log_);
+  console_ = std::make_unique<ConsoleLog>(log_, grid_->world().size() == 1);
   batches_.resize(sched_.chunks);
   batch_step_.assign(sched_.chunks, -1);
   last_stats_ = grid_->world().stats();
@@ -355,7 +355,7 @@ double Trainer::evaluate() {
   data::MicroBatch mb;
   double sum = 0, count = 0;
   LossScales none;
-  for (int i = 0; i < cfg_.train.eval_batches; ++i) {
+  for (int i = 0; i < loader_->val_batches(); ++i) {
     loader_->val_batch(i, mb);
     Tensor carried;  // output of this rank's previous stage when the next one is also here
     Stage* prev_stage = nullptr;

@@ -53,7 +53,8 @@ class Trainer {
 
   // One optimizer step over the global batch; returns its metrics (step is 1-based).
   StepMetrics step();
-  // Mean main-head loss over train.eval_batches validation micro-batches (all ranks).
+  // Mean main-head loss over the validation set (train.eval_batches micro-batches in all,
+  // shared among the data-parallel ranks).
   double evaluate();
   // The whole run: steps, evaluation, logging, a final summary line.
   TrainResult run();

@@ -43,10 +43,16 @@ double measure_gemm_peak_gflops(core::Context& ctx) {
 
 }  // namespace
 
+int bench_body(const BenchArgs& args, const core::Config& cfg, Runtime& rt);
+
 int run_bench(const BenchArgs& args) {
   core::Config cfg = core::load_config(args.config, args.overrides);
   auto rt = start_runtime(cfg);
-  core::Context& ctx = rt->ctx;
+  return guarded(*rt, [&] { return bench_body(args, cfg, *rt); });
+}
+
+int bench_body(const BenchArgs& args, const core::Config& cfg, Runtime& rt) {
+  core::Context& ctx = rt.ctx;
 
   core::Trainer trainer(cfg, ctx, /*run_dir=*/"", /*log=*/false);
   for (int i = 0; i < args.warmup; ++i) trainer.step();

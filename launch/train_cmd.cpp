@@ -44,10 +44,16 @@ std::string archive_previous_run(const std::string& run_dir) {
 
 }  // namespace
 
+int train_body(const TrainArgs& args, const core::Config& cfg, Runtime& rt);
+
 int run_train(const TrainArgs& args) {
   core::Config cfg = core::load_config(args.config, args.overrides);
   auto rt = start_runtime(cfg);
-  core::Context& ctx = rt->ctx;
+  return guarded(*rt, [&] { return train_body(args, cfg, *rt); });
+}
+
+int train_body(const TrainArgs& args, const core::Config& cfg, Runtime& rt) {
+  core::Context& ctx = rt.ctx;
   const bool lead = ctx.rank == 0;  // only rank 0 prints and writes the run's files
 
   std::string run_dir = args.run_dir.empty() ? "runs/" + cfg.run.name : args.run_dir;

@@ -61,12 +61,13 @@ class Executor {
     std::vector<int> slot_of;          // per micro, -1 = none
     std::vector<core::Tensor> input;   // received (or turned) forward input, per micro
     std::vector<core::Tensor> dy;      // received output gradient, per micro
-    std::vector<int> sends_pending;    // per slot: messages reading it that have not left
-    std::vector<bool> done;            // per slot: weight pass ran, free once sends left
+    std::vector<int> sends_left;       // per micro: messages reading its slot not yet delivered
+    std::vector<int> sends_total;      // per micro: messages the schedule sends from its slot
+    std::vector<bool> done;            // per micro: weight pass ran; the slot frees once sent
     int next_send_f = 0, next_send_b = 0;
   };
   int acquire(int chunk, int micro);
-  void release_if_idle(int chunk, int slot);
+  void release_if_idle(int chunk, int micro);
   void commit();
   void forward(int chunk, int micro, const BatchFn& batch, const core::LossScales& scales, StepRun& r);
   void forward_backward(const Action& a, const BatchFn& batch, const core::LossScales& scales, StepRun& r);
@@ -83,7 +84,7 @@ class Executor {
   std::vector<ChunkState> chunks_;
   std::vector<Message> q_sends_, q_recvs_;
   struct SentFrom {
-    int chunk, slot;
+    int chunk, micro;
   };
   std::vector<SentFrom> q_sent_from_;
   std::vector<std::pair<int, int>> weight_fifo_;  // (chunk, micro)

@@ -29,6 +29,26 @@ inline RunResult run_flotilla(const std::string& args) {
   return r;
 }
 
+// The same under `mpirun -np ranks` (as root, oversubscribed, unbound: the test machine may have
+// fewer cores than ranks).
+inline std::string mpirun(int ranks) {
+  return "OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 OMP_NUM_THREADS=1 " +
+         std::string(FLOTILLA_MPIEXEC) + " -np " + std::to_string(ranks) +
+         " --oversubscribe --bind-to none " + FLOTILLA_BINARY;
+}
+inline RunResult run_mpi(int ranks, const std::string& args) {
+  std::string cmd = mpirun(ranks) + " " + args + " 2>&1";
+  RunResult r;
+  FILE* p = popen(cmd.c_str(), "r");
+  if (!p) return r;
+  std::array<char, 4096> buf;
+  size_t n;
+  while ((n = fread(buf.data(), 1, buf.size(), p)) > 0) r.output.append(buf.data(), n);
+  int status = pclose(p);
+  r.code = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+  return r;
+}
+
 inline std::string read_text(const std::string& path) {
   std::ifstream in(path);
   std::stringstream ss;

@@ -29,6 +29,7 @@ core::Config tiny() {
 
 struct Run {
   std::vector<core::StepMetrics> steps;
+  double eval_loss = 0;
   std::map<std::string, std::vector<float>> params;  // by global name (experts by slice name)
   std::map<std::string, std::vector<float>> biases;
 };
@@ -65,23 +66,34 @@ Run train(const core::Config& c, parallel::Communicator* world) {
   core::Trainer t(c, ctx, "", false);
   Run r;
   for (int s = 0; s < kSteps; ++s) r.steps.push_back(t.step());
+  r.eval_loss = t.evaluate();
   collect(t, r);
   return r;
 }
 
-const Run& reference() {
-  static const Run ref = train(tiny(), nullptr);
-  return ref;
+// The single-process run of a model (layouts do not change the model, so the parallel keys are
+// reset before looking it up).
+const Run& reference(core::Config c) {
+  static std::map<std::string, Run> cache;
+  c.parallel = core::ParallelConfig{};
+  const std::string key = core::to_yaml(c);
+  auto it = cache.find(key);
+  if (it == cache.end()) it = cache.emplace(key, train(c, nullptr)).first;
+  return it->second;
 }
 
 double rel(double a, double b) { return std::fabs(a - b) / std::max(std::fabs(b), 1e-12); }
 
 // Mismatches of this rank's run against the reference, and of replicas against each other.
 // worst[0], worst[1]: the largest relative difference of a loss / of a parameter tensor.
-int64_t compare(const Run& run, parallel::Communicator& world, const std::string& what,
-                double worst_seen[2]) {
-  const Run& ref = reference();
+int64_t compare(const Run& run, const Run& ref, parallel::Communicator& world,
+                const std::string& what, double worst_seen[2]) {
   int64_t bad = 0;
+  worst_seen[0] = std::max(worst_seen[0], rel(run.eval_loss, ref.eval_loss));
+  if (rel(run.eval_loss, ref.eval_loss) > 1e-5) {
+    ++bad;
+    WARN(what << " eval loss " << run.eval_loss << " vs " << ref.eval_loss);
+  }
   for (int s = 0; s < kSteps; ++s) {
     const auto &a = run.steps[s], &b = ref.steps[s];
     for (auto [name, x, y] : {std::tuple{"lm_loss", a.lm_loss, b.lm_loss},
@@ -157,11 +169,11 @@ int64_t compare(const Run& run, parallel::Communicator& world, const std::string
 
 void check_layout(const std::string& what, core::Config c) {
   parallel::Communicator& world = testing::mpi().world();
-  reference();  // computed before the layout's run, the same on every rank
+  const Run& ref = reference(c);  // computed before the layout's run, the same on every rank
   Run run = train(c, &world);
   INFO(what);
   double worst[2] = {0, 0};
-  const int64_t bad = testing::sum_over(world, compare(run, world, what, worst));
+  const int64_t bad = testing::sum_over(world, compare(run, ref, world, what, worst));
   world.all_reduce(core::Tensor::of(worst, {2}), parallel::ReduceOp::max)->wait();
   if (world.rank() == 0)
     std::printf("equivalence, %s: largest relative difference of a loss %.2e, of a parameter "
@@ -192,4 +204,24 @@ TEST_CASE("expert parallelism without overlap trains the same as with it", "[equ
   c.parallel.ep = n;
   c.parallel.overlap = false;
   check_layout("dp " + std::to_string(n) + " ep " + std::to_string(n) + " overlap off", c);
+}
+
+TEST_CASE("pipeline layouts (dualpipe, dualpipev, 1f1b) train exactly what one process trains",
+          "[equivalence][pp]") {
+  const int n = testing::mpi().world().size();
+  for (int pp = 2; pp <= n; pp *= 2) {
+    if (n % pp) continue;
+    const int dp = n / pp;
+    for (const char* kind : {"dualpipe", "dualpipev", "1f1b"}) {
+      core::Config c = tiny();
+      c.parallel.pp = pp;
+      c.parallel.schedule = kind;
+      c.parallel.ep = dp;  // expert parallelism across the data-parallel ranks when there are some
+      const int stages = std::string(kind) == "dualpipev" ? 2 * pp : pp;
+      if (stages > c.model.num_layers) c.model.num_layers = stages;
+      check_layout("pp " + std::to_string(pp) + " dp " + std::to_string(dp) + " ep " +
+                       std::to_string(dp) + " " + kind,
+                   c);
+    }
+  }
 }
