@@ -31,6 +31,11 @@ int run_cli(int argc, char** argv) {
   b->add_option("--steps", bench.steps, "timed steps after warm-up")->check(CLI::PositiveNumber);
   b->add_option("--warmup", bench.warmup, "untimed warm-up steps")->check(CLI::NonNegativeNumber);
 
+  ReportArgs report;
+  CLI::App* r = app.add_subcommand("report", "write the HTML report of a run directory");
+  r->add_option("run_dir", report.run_dir, "the run's directory (holds metrics.jsonl)")->required();
+  r->add_option("--out", report.out, "output file (default RUN_DIR/report.html)");
+
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
@@ -40,6 +45,7 @@ int run_cli(int argc, char** argv) {
   try {
     if (*t) return run_train(train);
     if (*b) return run_bench(bench);
+    if (*r) return run_report(report);
   } catch (const core::ConfigError& e) {
     std::fprintf(stderr, "flotilla: config error: %s\n", e.what());
     return 2;

@@ -22,4 +22,10 @@ struct BenchArgs {
 };
 int run_bench(const BenchArgs& args);
 
+struct ReportArgs {
+  std::string run_dir;
+  std::string out;  // empty = <run_dir>/report.html
+};
+int run_report(const ReportArgs& args);
+
 }  // namespace launch
