@@ -41,7 +41,7 @@ void visit_logged_fields(const StepMetrics& m, F&& f) {
   f("loss", "loss", m.loss);
   f("lm_loss", "loss", m.lm_loss);
   f("mtp_loss", "loss", m.mtp_loss);
-  f("aux_loss", "loss", m.aux_loss);
+  f("aux_loss", "moe", m.aux_loss);  // the balance terms
   f("eval_loss", "loss", m.eval_loss);
   f("entropy_floor", "loss", m.entropy_floor);
   f("lr", "optim", m.lr);
@@ -63,8 +63,7 @@ class MetricsWriter {
  public:
   // run_dir: where metrics.jsonl, expert_load.csv and tb/ go (created). Only rank 0 writes
   // (enabled). tensorboard: also write run_dir/tb/events.out.tfevents.* (run.tensorboard).
-  MetricsWriter(const std::string& run_dir, bool enabled, int num_experts,
-                bool tensorboard = true);
+  MetricsWriter(const std::string& run_dir, bool enabled, int num_experts, bool tensorboard = true);
   ~MetricsWriter();
   void write(const StepMetrics& m);
   // One CSV row per MoE layer: step, layer, load of every expert; in TensorBoard one histogram

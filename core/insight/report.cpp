@@ -32,14 +32,15 @@ const char* const kGrey = "#555555";
 
 // Sections in page order: the TensorBoard groups of core/metrics.hpp, then any other.
 const std::vector<std::pair<std::string, std::string>> kSections = {
-    {"loss", "Loss"},         {"optim", "Optimizer"},       {"speed", "Throughput"},
-    {"moe", "MoE load balance"}, {"comm", "Communication"}, {"other", "Other metrics"}};
+    {"loss", "Loss"},         {"moe", "MoE load balance"}, {"optim", "Optimizer"},
+    {"speed", "Throughput"},  {"comm", "Communication"},   {"other", "Other metrics"}};
 
 // The group of every field StepMetrics logs ("" for counters that are not plotted).
 std::map<std::string, std::string> field_groups() {
   std::map<std::string, std::string> g;
   StepMetrics m;
-  visit_logged_fields(m, [&](const char* name, const char* group, const auto&) { g[name] = group; });
+  visit_logged_fields(m,
+                      [&](const char* name, const char* group, const auto&) { g[name] = group; });
   return g;
 }
 
@@ -114,10 +115,10 @@ Heatmap layer_heatmap(int layer, const LayerLoads& loads, int experts, const std
   if (n > 0) {
     const auto& last = rel.back();
     auto [lo, hi] = std::minmax_element(last.begin(), last.end());
-    h.subtitle = fmt::format(
-        "tokens per expert / mean over the {} experts; step {}: max {} (MaxVio {}), min {}{}",
-        experts, loads.steps.back(), format_value(*hi), format_value(*hi - 1), format_value(*lo),
-        cols < n ? fmt::format("; {} logged steps in {} columns", n, cols) : "");
+    h.subtitle = fmt::format("step {}: max {} (MaxVio {}), min {}{}", loads.steps.back(),
+                             format_value(*hi), format_value(*hi - 1), format_value(*lo),
+                             cols < n ? fmt::format(" · {} logged steps in {} columns", n, cols)
+                                      : "");
   }
   return h;
 }
@@ -126,7 +127,8 @@ Heatmap layer_heatmap(int layer, const LayerLoads& loads, int experts, const std
 std::vector<std::string> layer_names(const ExpertLoads& loads, const Config* cfg) {
   std::vector<std::string> names;
   const int main_moe = cfg ? cfg->model.num_layers - cfg->model.first_dense_layers : 0;
-  const bool known = cfg && static_cast<int>(loads.layers.size()) == main_moe + cfg->model.mtp.depth;
+  const bool known =
+      cfg && static_cast<int>(loads.layers.size()) == main_moe + cfg->model.mtp.depth;
   for (const auto& [l, _] : loads.layers) {
     std::string name = fmt::format("MoE layer {}", l);
     if (known && l < main_moe)
@@ -147,7 +149,7 @@ body { font-family: sans-serif; margin: 24px auto; padding: 0 20px; max-width: 1
 h1 { font-size: 22px; margin-bottom: 4px; }
 h2 { font-size: 17px; border-bottom: 1px solid #ccc; padding-bottom: 4px; margin-top: 28px; }
 .grid { display: flex; flex-wrap: wrap; gap: 12px; }
-.grid svg { width: calc(50% - 6px); height: auto; border: 1px solid #eee; }
+.grid svg { box-sizing: border-box; width: calc(50% - 6px); height: auto; border: 1px solid #eee; }
 @media (max-width: 900px) { .grid svg { width: 100%; } }
 table.summary { border-collapse: collapse; }
 table.summary th { text-align: left; padding: 2px 16px 2px 0; font-weight: normal; color: #555; }
@@ -203,7 +205,8 @@ std::string render_report(const ReportInput& in) {
   if (floor) loss.lines.push_back({"entropy floor", floor->last(), kGrey});
   svgs["loss"].push_back(render_line_plot(loss));
   LinePlot objective = plot("loss", "Objective (lm + MTP weight x MTP + balance terms)", "loss");
-  if (pb.add(objective, "loss", "objective", kBlue)) svgs["loss"].push_back(render_line_plot(objective));
+  if (pb.add(objective, "loss", "objective", kBlue))
+    svgs["loss"].push_back(render_line_plot(objective));
 
   LinePlot lr = plot("lr", "Learning rate", "lr");
   pb.add(lr, "lr", "lr", kBlue);
@@ -223,9 +226,15 @@ std::string render_report(const ReportInput& in) {
   pb.add(st, "optimizer_s", "rest (reductions, optimizer)", kPurple);
   if (!st.series.empty()) svgs["speed"].push_back(render_line_plot(st));
 
-  LinePlot vio = plot("max_vio", "MaxVio (max load / mean load - 1, mean over MoE layers)", "MaxVio");
+  LinePlot vio =
+      plot("max_vio", "MaxVio (max load / mean load - 1, mean over MoE layers)", "MaxVio");
   pb.add(vio, "max_vio", "MaxVio", kBlue);
   if (!vio.series.empty() || !in.loads.layers.empty()) svgs["moe"].push_back(render_line_plot(vio));
+
+  const std::vector<std::string> names = layer_names(in.loads, cfg.get());
+  size_t i = 0;
+  for (const auto& [l, loads] : in.loads.layers)
+    svgs["moe"].push_back(render_heatmap(layer_heatmap(l, loads, in.loads.experts, names[i++])));
 
   // Every other numeric metric (communication figures and whatever later fields log) gets its
   // own plot in the section of its group.
@@ -240,11 +249,6 @@ std::string render_report(const ReportInput& in) {
     svgs[section].push_back(render_line_plot(p));
   }
 
-  const std::vector<std::string> names = layer_names(in.loads, cfg.get());
-  size_t i = 0;
-  for (const auto& [l, loads] : in.loads.layers)
-    svgs["moe"].push_back(render_heatmap(layer_heatmap(l, loads, in.loads.experts, names[i++])));
-
   // Summary table.
   std::string summary;
   summary += row("logged steps", fmt::format("{}", m.records));
@@ -254,9 +258,8 @@ std::string render_report(const ReportInput& in) {
   }
   const Series* eval = m.find("eval_loss");
   if (eval)
-    summary += row("eval loss (last)",
-                   fmt::format("{} at step {}", format_value(eval->last()),
-                               format_value(eval->steps.back())));
+    summary += row("eval loss (last)", fmt::format("{} at step {}", format_value(eval->last()),
+                                                   format_value(eval->steps.back())));
   if (floor) summary += row("entropy floor", format_value(floor->last()));
   if (floor && eval && cfg) {
     const double ln_v = std::log(static_cast<double>(cfg->model.vocab_size));
@@ -270,8 +273,8 @@ std::string render_report(const ReportInput& in) {
   }
   if (const Series* s = m.find("max_vio")) summary += row("MaxVio (last)", format_value(s->last()));
   if (!in.loads.layers.empty())
-    summary += row("MoE layers", fmt::format("{} x {} experts", in.loads.layers.size(),
-                                             in.loads.experts));
+    summary +=
+        row("MoE layers", fmt::format("{} x {} experts", in.loads.layers.size(), in.loads.experts));
 
   std::string html = "<!DOCTYPE html>\n<html lang=\"en\">\n<head>\n<meta charset=\"utf-8\">\n";
   html += fmt::format("<title>{} - flotilla run report</title>\n", xml_escape(in.title));
@@ -279,8 +282,9 @@ std::string render_report(const ReportInput& in) {
   html += fmt::format("<h1>Run {}</h1>\n", xml_escape(in.title));
   html += "<p>flotilla run report, from metrics.jsonl and expert_load.csv.</p>\n";
   if (m.truncated_tail || in.loads.truncated_tail)
-    html += "<p class=\"note\">The last line of the run's files was incomplete (a run still "
-            "going, or one that was stopped) and is left out.</p>\n";
+    html +=
+        "<p class=\"note\">The last line of the run's files was incomplete (a run still "
+        "going, or one that was stopped) and is left out.</p>\n";
   if (m.records == 0) html += "<p class=\"note\">No step has been logged yet.</p>\n";
   html += "<table class=\"summary\">\n" + summary + "</table>\n";
   for (const auto& [key, heading] : kSections) {

@@ -13,7 +13,7 @@
 namespace core::insight {
 
 struct ReportInput {
-  std::string title;        // the run directory's name
+  std::string title;  // the run directory's name
   RunMetrics metrics;
   ExpertLoads loads;
   std::string config_yaml;  // the run's resolved config; "" when unknown

@@ -16,7 +16,9 @@ constexpr double kLeft = 80, kRight = 20, kTop = 44;
 constexpr double kPlotHeight = 220;
 constexpr double kCharWidth = 6.2;  // of the 11px sans-serif legend text, for layout only
 
-std::string num(double v) { return fmt::format("{:.1f}", v); }
+std::string num(double v) {
+  return fmt::format("{:.1f}", v);
+}
 
 // Axis labels of at most about 8 characters: 0.0025, 15800, 4.38e-04, 1.2e+06.
 std::string tick_label(double v) {
@@ -104,11 +106,21 @@ std::string xml_escape(const std::string& s) {
   std::string out;
   for (char c : s) {
     switch (c) {
-      case '&': out += "&amp;"; break;
-      case '<': out += "&lt;"; break;
-      case '>': out += "&gt;"; break;
-      case '"': out += "&quot;"; break;
-      case '\'': out += "&apos;"; break;
+      case '&':
+        out += "&amp;";
+        break;
+      case '<':
+        out += "&lt;";
+        break;
+      case '>':
+        out += "&gt;";
+        break;
+      case '"':
+        out += "&quot;";
+        break;
+      case '\'':
+        out += "&apos;";
+        break;
       default:
         // Control characters other than tab and newline are not allowed in XML 1.0.
         if (static_cast<unsigned char>(c) >= 0x20 || c == '\t' || c == '\n') out += c;
@@ -181,9 +193,10 @@ std::string render_line_plot(const LinePlot& plot) {
                                        xml_escape(plot.id), xml_escape(keys)));
   o += fmt::format("<title>{}</title>\n", xml_escape(plot.title));
   o += text(x0, 20, plot.title, "font-size=\"14\" font-weight=\"bold\"");
-  o += fmt::format("<rect x=\"{}\" y=\"{}\" width=\"{}\" height=\"{}\" fill=\"#ffffff\" "
-                   "stroke=\"#999999\"/>\n",
-                   num(x0), num(y0), num(x1 - x0), num(y1 - y0));
+  o += fmt::format(
+      "<rect x=\"{}\" y=\"{}\" width=\"{}\" height=\"{}\" fill=\"#ffffff\" "
+      "stroke=\"#999999\"/>\n",
+      num(x0), num(y0), num(x1 - x0), num(y1 - y0));
 
   // Grid and tick labels.
   std::vector<double> yt;
@@ -216,9 +229,10 @@ std::string render_line_plot(const LinePlot& plot) {
 
   for (const auto& h : plot.lines) {
     double py = sy(h.y);
-    o += fmt::format("<line x1=\"{}\" y1=\"{}\" x2=\"{}\" y2=\"{}\" stroke=\"{}\" "
-                     "stroke-width=\"1.5\" stroke-dasharray=\"6 4\"/>\n",
-                     num(x0), num(py), num(x1), num(py), h.colour);
+    o += fmt::format(
+        "<line x1=\"{}\" y1=\"{}\" x2=\"{}\" y2=\"{}\" stroke=\"{}\" "
+        "stroke-width=\"1.5\" stroke-dasharray=\"6 4\"/>\n",
+        num(x0), num(py), num(x1), num(py), h.colour);
   }
   for (const auto& s : plot.series) {
     std::string pts;
@@ -227,16 +241,18 @@ std::string render_line_plot(const LinePlot& plot) {
       pts += fmt::format("{}{},{}", pts.empty() ? "" : " ", num(sx(s.x[i])), num(sy(s.y[i])));
     }
     if (!pts.empty())
-      o += fmt::format("<polyline fill=\"none\" stroke=\"{}\" stroke-width=\"1.6\" "
-                       "stroke-linejoin=\"round\" points=\"{}\"/>\n",
-                       s.colour, pts);
+      o += fmt::format(
+          "<polyline fill=\"none\" stroke=\"{}\" stroke-width=\"1.6\" "
+          "stroke-linejoin=\"round\" points=\"{}\"/>\n",
+          s.colour, pts);
     if (s.markers && s.x.size() <= 400)
       for (size_t i = 0; i < s.x.size(); ++i)
         if (std::isfinite(s.y[i]))
-          o += fmt::format("<circle cx=\"{}\" cy=\"{}\" r=\"3\" fill=\"{}\"><title>step {}: {}"
-                           "</title></circle>\n",
-                           num(sx(s.x[i])), num(sy(s.y[i])), s.colour, format_value(s.x[i]),
-                           format_value(s.y[i]));
+          o += fmt::format(
+              "<circle cx=\"{}\" cy=\"{}\" r=\"3\" fill=\"{}\"><title>step {}: {}"
+              "</title></circle>\n",
+              num(sx(s.x[i])), num(sy(s.y[i])), s.colour, format_value(s.x[i]),
+              format_value(s.y[i]));
   }
 
   // Legend.
@@ -245,10 +261,11 @@ std::string render_line_plot(const LinePlot& plot) {
     const std::string& colour =
         is_line ? plot.lines[i - plot.series.size()].colour : plot.series[i].colour;
     auto [ex, ey] = at[i];
-    o += fmt::format("<line x1=\"{}\" y1=\"{}\" x2=\"{}\" y2=\"{}\" stroke=\"{}\" "
-                     "stroke-width=\"2.5\"{}/>\n",
-                     num(ex), num(ey - 4), num(ex + 20), num(ey - 4), colour,
-                     is_line ? " stroke-dasharray=\"6 4\"" : "");
+    o += fmt::format(
+        "<line x1=\"{}\" y1=\"{}\" x2=\"{}\" y2=\"{}\" stroke=\"{}\" "
+        "stroke-width=\"2.5\"{}/>\n",
+        num(ex), num(ey - 4), num(ex + 20), num(ey - 4), colour,
+        is_line ? " stroke-dasharray=\"6 4\"" : "");
     o += text(ex + 26, ey, entries[i]);
   }
   o += "</svg>\n";
@@ -288,8 +305,8 @@ std::string render_heatmap(const Heatmap& map) {
   const double height = y1 + 78;
 
   std::string o = svg_open(
-      kWidth, height, fmt::format("class=\"heatmap\" data-layer=\"{}\" data-experts=\"{}\"",
-                                  map.layer, rows));
+      kWidth, height,
+      fmt::format("class=\"heatmap\" data-layer=\"{}\" data-experts=\"{}\"", map.layer, rows));
   o += fmt::format("<title>{}</title>\n", xml_escape(map.title));
   o += text(x0, 20, map.title, "font-size=\"14\" font-weight=\"bold\"");
   o += text(x0, 38, map.subtitle, "fill=\"#444444\"");
@@ -309,9 +326,10 @@ std::string render_heatmap(const Heatmap& map) {
     }
     o += "</g>\n";
   }
-  o += fmt::format("<rect x=\"{}\" y=\"{}\" width=\"{}\" height=\"{}\" fill=\"none\" "
-                   "stroke=\"#999999\"/>\n",
-                   num(x0), num(y0), num(x1 - x0), num(y1 - y0));
+  o += fmt::format(
+      "<rect x=\"{}\" y=\"{}\" width=\"{}\" height=\"{}\" fill=\"none\" "
+      "stroke=\"#999999\"/>\n",
+      num(x0), num(y0), num(x1 - x0), num(y1 - y0));
   // Expert labels: every row when they fit, else every k-th.
   const size_t every = std::max<size_t>(1, static_cast<size_t>(std::ceil(11.0 / cell_h)));
   for (size_t r = 0; r < rows; r += every)
@@ -326,7 +344,7 @@ std::string render_heatmap(const Heatmap& map) {
     const double last = static_cast<double>(map.steps.back());
     for (double t : ticks(first, last, 6)) {
       if (t != std::round(t)) continue;
-      // The column holding step t.
+      // The column holding step t (columns may average several logged steps).
       size_t c = static_cast<size_t>(
           std::lower_bound(map.steps.begin(), map.steps.end(), static_cast<int64_t>(t)) -
           map.steps.begin());
@@ -334,7 +352,7 @@ std::string render_heatmap(const Heatmap& map) {
       double px = x0 + (c + 0.5) * cell_w;
       o += fmt::format("<line x1=\"{}\" y1=\"{}\" x2=\"{}\" y2=\"{}\" stroke=\"#444444\"/>\n",
                        num(px), num(y1), num(px), num(y1 + 4));
-      o += text(px, y1 + 16, fmt::format("{}", map.steps[c]),
+      o += text(px, y1 + 16, fmt::format("{}", static_cast<int64_t>(t)),
                 "text-anchor=\"middle\" fill=\"#444444\"");
     }
   }

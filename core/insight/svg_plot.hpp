@@ -41,7 +41,7 @@ struct Heatmap {
   int layer = 0;
   std::string title;
   std::string subtitle;
-  std::vector<int64_t> steps;              // columns
+  std::vector<int64_t> steps;              // per column, the last logged step it covers
   std::vector<std::vector<double>> value;  // [column][row]: load / mean load
 };
 

@@ -26,8 +26,8 @@ constexpr uint32_t kEventWallTime = 1, kEventStep = 2, kEventFileVersion = 3, kE
 // Summary fields: repeated Value value = 1; Value: tag = 1, simple_value = 2, histo = 5
 constexpr uint32_t kSummaryValue = 1, kValueTag = 1, kValueSimple = 2, kValueHisto = 5;
 // HistogramProto fields
-constexpr uint32_t kHistoMin = 1, kHistoMax = 2, kHistoNum = 3, kHistoSum = 4,
-                   kHistoSumSquares = 5, kHistoBucketLimit = 6, kHistoBucket = 7;
+constexpr uint32_t kHistoMin = 1, kHistoMax = 2, kHistoNum = 3, kHistoSum = 4, kHistoSumSquares = 5,
+                   kHistoBucketLimit = 6, kHistoBucket = 7;
 
 void put_varint(std::string& out, uint64_t v) {
   while (v >= 0x80) {
@@ -37,7 +37,9 @@ void put_varint(std::string& out, uint64_t v) {
   out += static_cast<char>(v);
 }
 
-void put_key(std::string& out, uint32_t field, Wire wire) { put_varint(out, (field << 3) | wire); }
+void put_key(std::string& out, uint32_t field, Wire wire) {
+  put_varint(out, (field << 3) | wire);
+}
 
 // Little-endian whatever the host's byte order.
 void put_le(std::string& out, uint64_t bits, int bytes) {
@@ -167,8 +169,7 @@ std::string tfrecord(const std::string& data) {
 }
 
 double now_seconds() {
-  return std::chrono::duration<double>(std::chrono::system_clock::now().time_since_epoch())
-      .count();
+  return std::chrono::duration<double>(std::chrono::system_clock::now().time_since_epoch()).count();
 }
 
 EventWriter::EventWriter(const std::string& dir) {
@@ -176,15 +177,17 @@ EventWriter::EventWriter(const std::string& dir) {
   std::error_code ec;
   fs::create_directories(dir, ec);
   const double now = now_seconds();
-  const std::string base = fmt::format("{}/events.out.tfevents.{}.{}", dir,
-                                       static_cast<int64_t>(now), host_name());
+  const std::string base =
+      fmt::format("{}/events.out.tfevents.{}.{}", dir, static_cast<int64_t>(now), host_name());
   path_ = base;
   // Two writers started in the same second in one directory get separate files.
   for (int i = 1; fs::exists(path_); ++i) path_ = fmt::format("{}.{}", base, i);
   out_.open(path_, std::ios::out | std::ios::binary | std::ios::trunc);
   if (!out_)
-    FLOT_THROW(DataError, "cannot write the TensorBoard event file {} (set run.tensorboard=false "
-               "to run without it)", path_);
+    FLOT_THROW(DataError,
+               "cannot write the TensorBoard event file {} (set run.tensorboard=false "
+               "to run without it)",
+               path_);
   write_record(encode_event(now, 0, "brain.Event:2", nullptr));
 }
 

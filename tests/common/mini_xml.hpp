@@ -57,7 +57,9 @@ class MiniXml {
   }
   bool at_end() const { return i_ >= s_.size(); }
   char peek() const { return s_[i_]; }
-  bool starts(const char* t) const { return s_.compare(i_, std::char_traits<char>::length(t), t) == 0; }
+  bool starts(const char* t) const {
+    return s_.compare(i_, std::char_traits<char>::length(t), t) == 0;
+  }
   void skip_space() {
     while (!at_end() && std::isspace(static_cast<unsigned char>(peek()))) ++i_;
   }
@@ -70,9 +72,12 @@ class MiniXml {
   void skip_misc() {
     for (;;) {
       skip_space();
-      if (starts("<!--")) skip_until("-->");
-      else if (starts("<?")) skip_until("?>");
-      else return;
+      if (starts("<!--"))
+        skip_until("-->");
+      else if (starts("<?"))
+        skip_until("?>");
+      else
+        return;
     }
   }
   static bool name_char(char c) {
@@ -81,8 +86,8 @@ class MiniXml {
   }
   std::string name() {
     size_t b = i_;
-    if (at_end() || !(std::isalpha(static_cast<unsigned char>(peek())) || peek() == '_' ||
-                      peek() == ':'))
+    if (at_end() ||
+        !(std::isalpha(static_cast<unsigned char>(peek())) || peek() == '_' || peek() == ':'))
       fail("expected a name");
     while (!at_end() && name_char(peek())) ++i_;
     return s_.substr(b, i_ - b);
@@ -100,13 +105,20 @@ class MiniXml {
       size_t semi = raw.find(';', k);
       if (semi == std::string::npos) throw std::runtime_error("'&' without ';'");
       std::string ent = raw.substr(k + 1, semi - k - 1);
-      if (ent == "amp") out += '&';
-      else if (ent == "lt") out += '<';
-      else if (ent == "gt") out += '>';
-      else if (ent == "quot") out += '"';
-      else if (ent == "apos") out += '\'';
-      else if (ent.size() > 1 && ent[0] == '#') out += '?';  // a character reference
-      else throw std::runtime_error("unknown entity &" + ent + ";");
+      if (ent == "amp")
+        out += '&';
+      else if (ent == "lt")
+        out += '<';
+      else if (ent == "gt")
+        out += '>';
+      else if (ent == "quot")
+        out += '"';
+      else if (ent == "apos")
+        out += '\'';
+      else if (ent.size() > 1 && ent[0] == '#')
+        out += '?';  // a character reference
+      else
+        throw std::runtime_error("unknown entity &" + ent + ";");
       k = semi;
     }
     return out;

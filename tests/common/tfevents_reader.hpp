@@ -23,7 +23,9 @@ inline uint32_t bitwise_crc32c(const std::string& data) {
   return ~crc;
 }
 
-inline uint32_t masked(uint32_t crc) { return ((crc >> 15) | (crc << 17)) + 0xa282ead8u; }
+inline uint32_t masked(uint32_t crc) {
+  return ((crc >> 15) | (crc << 17)) + 0xa282ead8u;
+}
 
 struct TbHistogram {
   double min = 0, max = 0, num = 0, sum = 0, sum_squares = 0;
@@ -89,11 +91,16 @@ class ProtoReader {
     return s;
   }
   void skip(uint32_t wire) {
-    if (wire == 0) varint();
-    else if (wire == 1) fixed(8);
-    else if (wire == 2) bytes();
-    else if (wire == 5) fixed(4);
-    else throw std::runtime_error("unsupported wire type " + std::to_string(wire));
+    if (wire == 0)
+      varint();
+    else if (wire == 1)
+      fixed(8);
+    else if (wire == 2)
+      bytes();
+    else if (wire == 5)
+      fixed(4);
+    else
+      throw std::runtime_error("unsupported wire type " + std::to_string(wire));
   }
 
  private:
@@ -148,10 +155,14 @@ inline TbHistogram decode_histogram(const std::string& b) {
 inline TbValue decode_value(const std::string& b) {
   TbValue v;
   for_each_field(b, [&](uint32_t f, uint32_t w, ProtoReader& r) {
-    if (f == 1 && w == 2) v.tag = r.bytes();
-    else if (f == 2 && w == 5) v.has_simple = true, v.simple_value = r.f32();
-    else if (f == 5 && w == 2) v.has_histo = true, v.histo = decode_histogram(r.bytes());
-    else return false;
+    if (f == 1 && w == 2)
+      v.tag = r.bytes();
+    else if (f == 2 && w == 5)
+      v.has_simple = true, v.simple_value = r.f32();
+    else if (f == 5 && w == 2)
+      v.has_histo = true, v.histo = decode_histogram(r.bytes());
+    else
+      return false;
     return true;
   });
   return v;
@@ -160,16 +171,20 @@ inline TbValue decode_value(const std::string& b) {
 inline TbEvent decode_event(const std::string& b) {
   TbEvent e;
   for_each_field(b, [&](uint32_t f, uint32_t w, ProtoReader& r) {
-    if (f == 1 && w == 1) e.wall_time = r.f64();
-    else if (f == 2 && w == 0) e.step = static_cast<int64_t>(r.varint());
-    else if (f == 3 && w == 2) e.file_version = r.bytes();
+    if (f == 1 && w == 1)
+      e.wall_time = r.f64();
+    else if (f == 2 && w == 0)
+      e.step = static_cast<int64_t>(r.varint());
+    else if (f == 3 && w == 2)
+      e.file_version = r.bytes();
     else if (f == 5 && w == 2)  // Summary: repeated Value value = 1
       for_each_field(r.bytes(), [&](uint32_t sf, uint32_t sw, ProtoReader& s) {
         if (sf != 1 || sw != 2) return false;
         e.values.push_back(decode_value(s.bytes()));
         return true;
       });
-    else return false;
+    else
+      return false;
     return true;
   });
   return e;
@@ -181,14 +196,16 @@ inline std::vector<std::string> tfrecords(const std::string& bytes) {
   size_t i = 0;
   auto u32 = [&](size_t at) {
     uint32_t v = 0;
-    for (int k = 0; k < 4; ++k) v |= static_cast<uint32_t>(static_cast<uint8_t>(bytes[at + k])) << (8 * k);
+    for (int k = 0; k < 4; ++k)
+      v |= static_cast<uint32_t>(static_cast<uint8_t>(bytes[at + k])) << (8 * k);
     return v;
   };
   while (i < bytes.size()) {
     if (bytes.size() - i < 12) throw std::runtime_error("truncated record header");
     std::string len_bytes = bytes.substr(i, 8);
     uint64_t len = 0;
-    for (int k = 0; k < 8; ++k) len |= static_cast<uint64_t>(static_cast<uint8_t>(len_bytes[k])) << (8 * k);
+    for (int k = 0; k < 8; ++k)
+      len |= static_cast<uint64_t>(static_cast<uint8_t>(len_bytes[k])) << (8 * k);
     if (u32(i + 8) != masked(bitwise_crc32c(len_bytes))) throw std::runtime_error("bad length CRC");
     if (bytes.size() - i - 12 < len + 4) throw std::runtime_error("truncated record");
     std::string data = bytes.substr(i + 12, len);

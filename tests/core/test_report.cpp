@@ -1,13 +1,12 @@
 // The HTML run report from files written here: well-formed SVG, one plot per metric, one heatmap
 // per MoE layer, figures taken from the metrics, truncated last lines, and the errors.
 #include <catch2/catch.hpp>
-
 #include <filesystem>
 #include <fstream>
 #include <sstream>
 
-#include "common/scratch_dir.hpp"
 #include "common/report_svgs.hpp"
+#include "common/scratch_dir.hpp"
 #include "core/error.hpp"
 #include "core/insight/report.hpp"
 #include "core/insight/svg_plot.hpp"
@@ -31,8 +30,9 @@ void write_run(const std::string& dir, int steps, const std::string& tail_metric
   for (int s = 1; s <= steps; ++s) {
     m << "{\"step\":" << s << ",\"loss\":" << 6.0 - 0.1 * s << ",\"lm_loss\":" << 5.5 - 0.1 * s
       << ",\"mtp_loss\":" << 5.6 - 0.1 * s << ",\"aux_loss\":0.0,\"lr\":" << 1e-3 * s / steps
-      << ",\"grad_norm\":" << 1.0 / s << ",\"tokens\":" << 512 * s << ",\"tokens_per_s\":"
-      << 1000 + s << ",\"step_time_s\":0.5,\"forward_s\":0.2,\"backward_s\":0.25,"
+      << ",\"grad_norm\":" << 1.0 / s << ",\"tokens\":" << 512 * s
+      << ",\"tokens_per_s\":" << 1000 + s
+      << ",\"step_time_s\":0.5,\"forward_s\":0.2,\"backward_s\":0.25,"
       << "\"optimizer_s\":0.05,\"max_vio\":" << 0.5 / s << ",\"a2a_bytes\":" << 4096 * s
       << ",\"entropy_floor\":0.3249";
     if (s % 5 == 0) m << ",\"eval_loss\":" << 5.45 - 0.1 * s;
@@ -74,11 +74,12 @@ TEST_CASE("report: well-formed SVG, a plot per metric, a heatmap per MoE layer",
     INFO(key);
     int plots = 0;
     for (const auto& s : r.svgs)
-      if ((" " + s->attr("data-series") + " ").find(std::string(" ") + key + " ") != std::string::npos)
+      if ((" " + s->attr("data-series") + " ").find(std::string(" ") + key + " ") !=
+          std::string::npos)
         ++plots;
     CHECK(plots == 1);
   }
-  CHECK(r.with("data-metric", "tokens").empty());  // a counter, not plotted
+  CHECK(r.with("data-metric", "tokens").empty());         // a counter, not plotted
   CHECK(r.with("data-metric", "entropy_floor").empty());  // a line in the loss plot
   CHECK(r.with("class", "heatmap").size() == 2);
   CHECK(r.svgs.size() == r.with("class", "plot").size() + 2);

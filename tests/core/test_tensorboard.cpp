@@ -2,7 +2,6 @@
 // encoding against bytes produced by the reference protobuf library, and files written by
 // EventWriter and MetricsWriter read back by the independent reader of tests/common.
 #include <catch2/catch.hpp>
-
 #include <cmath>
 #include <filesystem>
 #include <map>
@@ -29,7 +28,6 @@ std::string hex(const std::string& bytes) {
   for (unsigned char c : bytes) out += {d[c >> 4], d[c & 15]};
   return out;
 }
-
 
 // The single event file of a tb/ directory.
 std::string event_file(const std::string& dir) {
@@ -59,13 +57,16 @@ TEST_CASE("crc32c matches the standard check values", "[tensorboard]") {
   CHECK(mask_crc32c(0xE3069283u) == 0xc78ab0e5u);
 }
 
-TEST_CASE("events are encoded byte for byte as the protobuf library encodes them", "[tensorboard]") {
+TEST_CASE("events are encoded byte for byte as the protobuf library encodes them",
+          "[tensorboard]") {
   // Bytes from Event(wall_time=1.5, file_version="brain.Event:2").SerializeToString() and its
   // TFRecord as TensorBoard's own writer frames it.
   std::string version = core::insight::encode_event(1.5, 0, "brain.Event:2", nullptr);
   CHECK(hex(version) == "09000000000000f83f1a0d627261696e2e4576656e743a32");
   CHECK(hex(core::insight::tfrecord(version)) ==
-        "1800000000000000a37f4b22" "09000000000000f83f1a0d627261696e2e4576656e743a32" "2a28646c");
+        "1800000000000000a37f4b22"
+        "09000000000000f83f1a0d627261696e2e4576656e743a32"
+        "2a28646c");
   // Event(wall_time=1.5, step=3, summary=Summary(value=[Value(tag="a", simple_value=2.0)]))
   core::insight::Summary s;
   s.scalar("a", 2.0);
@@ -138,7 +139,8 @@ TEST_CASE("a corrupted event file fails the reader's CRC check", "[tensorboard]"
   CHECK_THROWS(testing::tfrecords(bad));
 }
 
-TEST_CASE("MetricsWriter writes every logged field as a scalar and loads as histograms", "[tensorboard]") {
+TEST_CASE("MetricsWriter writes every logged field as a scalar and loads as histograms",
+          "[tensorboard]") {
   std::string run = testing::scratch_dir("tb-metrics");
   core::StepMetrics m;
   m.step = 4;
@@ -159,8 +161,9 @@ TEST_CASE("MetricsWriter writes every logged field as a scalar and loads as hist
   REQUIRE(ev.size() == 4);  // version, scalars of step 4, loads of step 4, scalars of step 5
   std::set<std::string> tags;
   for (const auto& v : ev[1].values) tags.insert(v.tag);
-  for (const char* t : {"loss/loss", "loss/lm_loss", "loss/mtp_loss", "loss/aux_loss", "optim/lr",
-                        "optim/grad_norm", "speed/tokens_per_s", "speed/step_time_s", "moe/max_vio"})
+  for (const char* t :
+       {"loss/loss", "loss/lm_loss", "loss/mtp_loss", "moe/aux_loss", "optim/lr",
+        "optim/grad_norm", "speed/tokens_per_s", "speed/step_time_s", "moe/max_vio"})
     CHECK(tags.count(t) == 1);
   CHECK(tags.count("loss/eval_loss") == 0);  // not evaluated at step 4
   for (const auto& v : ev[1].values) {
@@ -168,8 +171,10 @@ TEST_CASE("MetricsWriter writes every logged field as a scalar and loads as hist
     CHECK(v.tag != "tokens");
   }
   // each scalar equals the field (as float32)
-  std::map<std::string, float> expect = {{"loss/lm_loss", 5.0f}, {"optim/lr", 1e-3f},
-                                         {"speed/tokens_per_s", 12345.0f}, {"moe/max_vio", 0.25f}};
+  std::map<std::string, float> expect = {{"loss/lm_loss", 5.0f},
+                                         {"optim/lr", 1e-3f},
+                                         {"speed/tokens_per_s", 12345.0f},
+                                         {"moe/max_vio", 0.25f}};
   for (const auto& v : ev[1].values)
     if (expect.count(v.tag)) CHECK(v.simple_value == expect[v.tag]);
   CHECK(ev[1].step == 4);
@@ -200,19 +205,20 @@ TEST_CASE("MetricsWriter without TensorBoard, or disabled, writes no event file"
   CHECK(!fs::exists(other + "/run"));
 }
 
-TEST_CASE("config: run.tensorboard and train.expect keys and their rules", "[tensorboard][config]") {
+TEST_CASE("config: run.tensorboard and train.expect keys and their rules",
+          "[tensorboard][config]") {
   CHECK(core::Config{}.run.tensorboard);
   CHECK(!core::load_config("", {"run.tensorboard=false"}).run.tensorboard);
-  auto c = core::load_config("", {"train.expect.eval_loss_below=2.5", "train.expect.gap_closed_above=80"});
+  auto c = core::load_config(
+      "", {"train.expect.eval_loss_below=2.5", "train.expect.gap_closed_above=80"});
   CHECK(c.train.expect.eval_loss_below == 2.5);
   CHECK(c.train.expect.gap_closed_above == 80);
   CHECK_THROWS_WITH(core::load_config("", {"train.expect.gap_closed_above=150"}),
                     Catch::Contains("train.expect.gap_closed_above = 150 must be a percentage"));
   CHECK_THROWS_WITH(core::load_config("", {"train.expect.eval_loss_below=-1"}),
                     Catch::Contains("train.expect.eval_loss_below"));
-  CHECK_THROWS_WITH(
-      core::load_config("", {"train.expect.eval_loss_below=3", "train.eval_every=0"}),
-      Catch::Contains("train.eval_every = 0"));
+  CHECK_THROWS_WITH(core::load_config("", {"train.expect.eval_loss_below=3", "train.eval_every=0"}),
+                    Catch::Contains("train.eval_every = 0"));
   CHECK_THROWS_AS(core::load_config("", {"train.expect.gap_closed_above=5", "train.eval_every=0"}),
                   core::ConfigError);
 }

@@ -1,7 +1,6 @@
 // Run insight through the binary: the TensorBoard events and report.html of a short real run,
 // `flotilla report` on finished and truncated runs, and the exit codes of train.expect.
 #include <catch2/catch.hpp>
-
 #include <cmath>
 #include <filesystem>
 #include <nlohmann/json.hpp>
@@ -40,7 +39,8 @@ std::vector<std::string> files_in(const std::string& dir) {
 
 }  // namespace
 
-TEST_CASE("a run writes TensorBoard events and a well-formed report.html from its metrics", "[insight]") {
+TEST_CASE("a run writes TensorBoard events and a well-formed report.html from its metrics",
+          "[insight]") {
   std::string dir = temp_dir("insight-run");
   auto r = run_flotilla(kShort + "--run-dir " + dir);
   INFO(r.output);
@@ -114,7 +114,8 @@ TEST_CASE("a run writes TensorBoard events and a well-formed report.html from it
   CHECK(files_in(previous[0] + "/tb").size() == 1);
 }
 
-TEST_CASE("flotilla report: a truncated last line is left out; no metrics.jsonl is exit 2", "[insight]") {
+TEST_CASE("flotilla report: a truncated last line is left out; no metrics.jsonl is exit 2",
+          "[insight]") {
   std::string dir = temp_dir("insight-report");
   auto r = run_flotilla("report " + dir);
   INFO(r.output);
@@ -125,10 +126,11 @@ TEST_CASE("flotilla report: a truncated last line is left out; no metrics.jsonl 
   CHECK_THAT(help.output, Contains("--out"));
 
   // metrics as a killed run leaves them: two whole lines and half of the third
-  std::ofstream(dir + "/metrics.jsonl")
-      << "{\"step\":1,\"lm_loss\":5.5,\"lr\":0.001,\"grad_norm\":1.0,\"tokens_per_s\":100,\"max_vio\":0.5}\n"
-      << "{\"step\":2,\"lm_loss\":5.25,\"lr\":0.002,\"grad_norm\":0.5,\"tokens_per_s\":110,\"max_vio\":0.25}\n"
-      << "{\"step\":3,\"lm_loss\":5.";
+  std::ofstream(dir + "/metrics.jsonl") << "{\"step\":1,\"lm_loss\":5.5,\"lr\":0.001,\"grad_norm\":"
+                                           "1.0,\"tokens_per_s\":100,\"max_vio\":0.5}\n"
+                                        << "{\"step\":2,\"lm_loss\":5.25,\"lr\":0.002,\"grad_"
+                                           "norm\":0.5,\"tokens_per_s\":110,\"max_vio\":0.25}\n"
+                                        << "{\"step\":3,\"lm_loss\":5.";
   auto t = run_flotilla("report " + dir);
   INFO(t.output);
   CHECK(t.code == 0);
@@ -138,7 +140,8 @@ TEST_CASE("flotilla report: a truncated last line is left out; no metrics.jsonl 
   CHECK_THAT(svg_text(*svgs.with("data-metric", "lm_loss")[0]), Contains("last 5.25"));
 }
 
-TEST_CASE("train.expect: met expectations exit 0, missed ones exit 3 with the figures", "[insight]") {
+TEST_CASE("train.expect: met expectations exit 0, missed ones exit 3 with the figures",
+          "[insight]") {
   std::string dir = temp_dir("insight-expect");
   auto met = run_flotilla(kShort + "--set train.expect.eval_loss_below=50 --run-dir " + dir);
   INFO(met.output);
@@ -154,16 +157,19 @@ TEST_CASE("train.expect: met expectations exit 0, missed ones exit 3 with the fi
   CHECK(fs::exists(dir + "/report.html"));  // the report is written whatever the verdict
 
   // The gap closed, in percent as on the final line: about 0% after 4 steps, so 99.9% is missed.
-  auto gap_missed = run_flotilla(kShort + "--set train.expect.gap_closed_above=99.9 --run-dir " + dir);
+  auto gap_missed =
+      run_flotilla(kShort + "--set train.expect.gap_closed_above=99.9 --run-dir " + dir);
   INFO(gap_missed.output);
   CHECK(gap_missed.code == 3);
   CHECK_THAT(gap_missed.output, Contains("expectation missed: gap closed"));
   CHECK_THAT(gap_missed.output, Contains("is not above 99.9% (train.expect.gap_closed_above)"));
   // A met gap needs learning: 32 tokens with 2 successors each close about 24% in 12 steps.
-  auto gap_met = run_flotilla(kShort +
-                              "--set train.steps=12 --set train.eval_every=12 --set optim.warmup_steps=2 "
-                              "--set model.vocab_size=32 --set data.synthetic.branching=2 "
-                              "--set train.expect.gap_closed_above=5 --run-dir " + dir);
+  auto gap_met =
+      run_flotilla(kShort +
+                   "--set train.steps=12 --set train.eval_every=12 --set optim.warmup_steps=2 "
+                   "--set model.vocab_size=32 --set data.synthetic.branching=2 "
+                   "--set train.expect.gap_closed_above=5 --run-dir " +
+                   dir);
   INFO(gap_met.output);
   CHECK(gap_met.code == 0);
   CHECK_THAT(gap_met.output, Contains("expectation met: gap closed"));
@@ -173,30 +179,34 @@ TEST_CASE("train.expect.gap_closed_above without an entropy floor is a config er
   std::string dir = temp_dir("insight-nofloor");
   {
     std::ofstream text(dir + "/text.txt");
-    for (int i = 0; i < 400; ++i) text << "the quick brown fox jumps over the lazy dog " << i << "\n";
+    for (int i = 0; i < 400; ++i)
+      text << "the quick brown fox jumps over the lazy dog " << i << "\n";
   }
-  auto r = run_flotilla(kShort + "--set data.kind=text --set data.path=" + dir +
-                        "/text.txt --set train.expect.gap_closed_above=50 --run-dir " + dir + "/run");
+  auto r =
+      run_flotilla(kShort + "--set data.kind=text --set data.path=" + dir +
+                   "/text.txt --set train.expect.gap_closed_above=50 --run-dir " + dir + "/run");
   INFO(r.output);
   CHECK(r.code == 2);
   CHECK_THAT(r.output, Contains("train.expect.gap_closed_above"));
   CHECK_THAT(r.output, Contains("entropy floor"));
   CHECK_THAT(r.output, !Contains("step 1/"));
   // the same data with an eval-loss expectation trains
-  auto ok = run_flotilla(kShort + "--set data.kind=text --set data.path=" + dir +
-                         "/text.txt --set train.expect.eval_loss_below=100 --run-dir " + dir + "/run");
+  auto ok =
+      run_flotilla(kShort + "--set data.kind=text --set data.path=" + dir +
+                   "/text.txt --set train.expect.eval_loss_below=100 --run-dir " + dir + "/run");
   INFO(ok.output);
   CHECK(ok.code == 0);
 }
 
 TEST_CASE("a run stopped by a signal still writes its report", "[insight]") {
   std::string dir = temp_dir("insight-sigterm");
-  auto r = run_flotilla("train --set train.steps=100000 --set train.seq_len=16 "
-                        "--set train.global_batch_size=8 --set train.eval_every=0 "
-                        "--set checkpoint.every=0 --set train.threads=1 --run-dir " + dir +
-                        " & pid=$!; for i in $(seq 100); do [ -s " + dir +
-                        "/expert_load.csv ] && break; sleep 0.1; done; sleep 0.3; "
-                        "kill -TERM $pid; wait $pid");
+  auto r = run_flotilla(
+      "train --set train.steps=100000 --set train.seq_len=16 "
+      "--set train.global_batch_size=8 --set train.eval_every=0 "
+      "--set checkpoint.every=0 --set train.threads=1 --run-dir " +
+      dir + " & pid=$!; for i in $(seq 100); do [ -s " + dir +
+      "/expert_load.csv ] && break; sleep 0.1; done; sleep 0.3; "
+      "kill -TERM $pid; wait $pid");
   INFO(r.output);
   CHECK(r.code == 130);
   CHECK_THAT(r.output, Contains("report: " + dir + "/report.html"));
