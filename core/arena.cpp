@@ -1,6 +1,7 @@
 // BumpArena: block allocation, reset with consolidation, mark / rewind.
 #include "core/arena.hpp"
 
+#include <algorithm>
 #include <cstdlib>
 #include <cstring>
 #include <new>
@@ -79,6 +80,17 @@ size_t BumpArena::capacity() const {
   size_t c = 0;
   for (const auto& b : blocks_) c += b.size;
   return c;
+}
+
+Tensor GrowBuffer::view(DType dtype, std::initializer_list<int64_t> dims) {
+  Tensor t(nullptr, dtype, dims);
+  if (t.bytes() > size_ || !data_) {
+    // some headroom: routing, and so the size, varies from step to step
+    size_ = round_up(std::max<size_t>(kAlign, t.bytes() + t.bytes() / 4));
+    data_ = new_block(size_);
+  }
+  t.data = data_.get();
+  return t;
 }
 
 }  // namespace core

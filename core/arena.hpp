@@ -51,6 +51,21 @@ class BumpArena {
   size_t used_total_ = 0, high_water_ = 0;
 };
 
+// GrowBuffer: one block that only grows, for memory whose size is known only on another thread:
+// the receiving end of an expert dispatch is sized on the communication thread when the counts
+// arrive. It keeps its high-water size, so steady-state steps allocate nothing. The caller owns
+// the synchronization (the communication thread alone touches it while the exchange is in flight).
+class GrowBuffer {
+ public:
+  // A view of this shape at the start of the buffer (contents undefined), grown if needed.
+  Tensor view(DType dtype, std::initializer_list<int64_t> dims);
+  size_t capacity() const { return size_; }
+
+ private:
+  std::unique_ptr<std::byte[], void (*)(std::byte*)> data_{nullptr, nullptr};
+  size_t size_ = 0;
+};
+
 // Scoped scratch: everything allocated from `arena` inside the scope is released at its end.
 class ScratchScope {
  public:

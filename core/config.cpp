@@ -5,6 +5,7 @@
 // structs is added in exactly one place here and cannot be parsed but not printed, or vice versa.
 #include "core/config.hpp"
 
+#include <fmt/ranges.h>
 #include <yaml-cpp/yaml.h>
 
 #include <algorithm>
@@ -86,6 +87,8 @@ void visit_fields(F&& f, C&... c) {
   f("parallel.chunks", c.parallel.chunks...);
   f("parallel.zero1", c.parallel.zero1...);
   f("parallel.overlap", c.parallel.overlap...);
+  f("parallel.pipeline_layers", c.parallel.pipeline_layers...);
+  f("parallel.bucket_mb", c.parallel.bucket_mb...);
   f("parallel.link.bandwidth_gbps", c.parallel.link.bandwidth_gbps...);
   f("parallel.link.latency_us", c.parallel.link.latency_us...);
   f("data.kind", c.data.kind...);
@@ -269,6 +272,21 @@ void parse_value(const YAML::Node& n, std::string& out, const std::string& path,
     type_error(src, mark, path, "a string", n);
 }
 
+void parse_value(const YAML::Node& n, std::vector<int>& out, const std::string& path,
+                 const Source& src, const YAML::Mark& mark) {
+  if (n.IsNull()) {
+    out.clear();
+    return;
+  }
+  if (!n.IsSequence()) type_error(src, mark, path, "a list of integers such as [2, 2]", n);
+  std::vector<int> v;
+  for (const auto& item : n) {
+    v.emplace_back();
+    parse_integer(item, v.back(), path, src, item.Mark());
+  }
+  out = std::move(v);
+}
+
 // Sets one key from its YAML node; the path must be a leaf key.
 void set_leaf(Config& c, const std::string& path, const YAML::Node& n, const Source& src,
               const YAML::Mark& mark) {
@@ -380,7 +398,9 @@ bool plain_safe(const std::string& s) {
 
 template <class T>
 std::string yaml_value(const T& v) {
-  if constexpr (std::is_same_v<T, bool>) {
+  if constexpr (std::is_same_v<T, std::vector<int>>) {
+    return fmt::format("[{}]", fmt::join(v, ", "));
+  } else if constexpr (std::is_same_v<T, bool>) {
     return v ? "true" : "false";
   } else if constexpr (std::is_same_v<T, std::string>) {
     if (plain_safe(v)) return v;

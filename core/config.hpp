@@ -109,6 +109,10 @@ struct ParallelConfig {
   int chunks = 0;
   bool zero1 = true;
   bool overlap = true;
+  // Transformer blocks per pipeline stage (pp entries, 2 pp for dualpipev); empty = split
+  // automatically by estimated cost (embedding, head and MTP included).
+  std::vector<int> pipeline_layers;
+  double bucket_mb = 4;  // gradient reduction bucket size
   LinkConfig link;
 };
 

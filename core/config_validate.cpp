@@ -4,6 +4,7 @@
 // Every problem is collected (not just the first) and each names its key path(s), the values,
 // what to do, and where the value was set (file:line:col or the --set argument).
 #include <fmt/format.h>
+#include <fmt/ranges.h>
 
 #include <initializer_list>
 #include <string>
@@ -186,10 +187,6 @@ void check_optim(Problems& p, const Config& c) {
                       "down to min_lr",
                       o.min_lr, o.lr));
   at_least<int64_t>(p, "optim.warmup_steps", o.warmup_steps, 0);
-  if (o.warmup_steps > c.train.steps && c.train.steps >= 1)
-    p.add({"optim.warmup_steps", "train.steps"},
-          fmt::format("optim.warmup_steps = {} is more than train.steps = {}", o.warmup_steps,
-                      c.train.steps));
   one_of(p, "optim.schedule", o.schedule, {"cosine", "wsd", "constant"});
   if (!(o.decay_fraction >= 0 && o.decay_fraction <= 1))
     p.add({"optim.decay_fraction"},
@@ -214,6 +211,12 @@ void check_rest(Problems& p, const Config& c) {
   at_least(p, "parallel.ep", par.ep, 1);
   one_of(p, "parallel.schedule", par.schedule, {"dualpipe", "dualpipev", "1f1b"});
   at_least(p, "parallel.chunks", par.chunks, 0, " (0 = derived from the batch sizes)");
+  positive(p, "parallel.bucket_mb", par.bucket_mb);
+  for (int n : par.pipeline_layers)
+    if (n < 1)
+      p.add({"parallel.pipeline_layers"},
+            fmt::format("parallel.pipeline_layers = [{}]: every stage needs at least one block",
+                        fmt::join(par.pipeline_layers, ", ")));
   at_least(p, "parallel.link.bandwidth_gbps", par.link.bandwidth_gbps, 0.0, " (0 = no emulation)");
   at_least(p, "parallel.link.latency_us", par.link.latency_us, 0.0);
 
@@ -333,6 +336,19 @@ void validate_layout(const Config& c, int world) {
             fmt::format("model.num_layers = {} cannot be split over the {} pipeline stages of "
                         "parallel.schedule = {} with parallel.pp = {}; lower pp or add layers",
                         c.model.num_layers, stages, s, par.pp));
+  }
+  if (!par.pipeline_layers.empty()) {
+    const int stages = par.pp > 1 && par.schedule == "dualpipev" ? 2 * par.pp : par.pp;
+    int sum = 0;
+    for (int n : par.pipeline_layers) sum += n;
+    if (static_cast<int>(par.pipeline_layers.size()) != stages || sum != c.model.num_layers)
+      p.add({"parallel.pipeline_layers", "parallel.pp", "model.num_layers"},
+            fmt::format("parallel.pipeline_layers = [{}] must list {} stage sizes (parallel.pp {}"
+                        "{}) that add up to model.num_layers = {}; leave it empty ([]) for an "
+                        "automatic split",
+                        fmt::join(par.pipeline_layers, ", "), stages, par.pp,
+                        stages != par.pp ? ", two stages per rank with dualpipev" : "",
+                        c.model.num_layers));
   }
   p.throw_if_any("parallel layout");
 }

@@ -1,8 +1,10 @@
 // Element types of stored tensors and the bit-exact BF16 conversion.
 //
 // f32 is the training dtype, f64 exists so every gradient can be checked by finite differences in
-// float64 through the same code, bf16 is a storage type (optimizer moments today; emulated BF16
-// compute later). BF16 rounding is round-to-nearest-even, NaN stays NaN.
+// float64 through the same code, bf16 is a storage type (optimizer moments, BF16 GEMM operands).
+// BF16 rounding is round-to-nearest-even, NaN stays NaN. e4m3 and e5m2 are the two OCP 8-bit
+// float formats, stored as one raw byte per element; their conversions live in
+// kernels/fp8_format.hpp (there is no C++ element type for them, so Tensor::ptr<T> refuses them).
 #pragma once
 
 #include <cstdint>
@@ -11,7 +13,7 @@
 
 namespace core {
 
-enum class DType : uint8_t { f32, f64, bf16, i32 };
+enum class DType : uint8_t { f32, f64, bf16, i32, i64, e4m3, e5m2 };
 enum class Device : uint8_t { cpu, cuda };
 
 size_t dtype_size(DType t);
@@ -22,6 +24,7 @@ template <class T> constexpr DType dtype_of();
 template <> constexpr DType dtype_of<float>() { return DType::f32; }
 template <> constexpr DType dtype_of<double>() { return DType::f64; }
 template <> constexpr DType dtype_of<int32_t>() { return DType::i32; }
+template <> constexpr DType dtype_of<int64_t>() { return DType::i64; }
 
 inline uint16_t f32_to_bf16(float f) {
   uint32_t u;

@@ -29,6 +29,11 @@ struct DataError : Error {
 struct InternalError : Error {
   using Error::Error;
 };
+// Another rank of the job found bad input and reported it; this rank stops with the same exit
+// code (2) without repeating the message.
+struct PeerError : Error {
+  using Error::Error;
+};
 
 // Prints the message with this process's rank and ends the whole job. Installed by the
 // communicator (MPI_Abort) once communication has started; std::abort before that.

@@ -5,6 +5,7 @@
 #include <unistd.h>
 
 #include <filesystem>
+#include <type_traits>
 #include <nlohmann/json.hpp>
 
 #include "core/error.hpp"
@@ -38,13 +39,12 @@ struct FieldSink {
   nlohmann::json& json;
   insight::Summary& summary;
 
-  void operator()(const char* name, const char* group, int64_t v) { add(name, group, v); }
-  void operator()(const char* name, const char* group, double v) { add(name, group, v); }
-  void operator()(const char* name, const char* group, const std::optional<double>& v) {
-    if (v) add(name, group, *v);
-  }
   template <class T>
-  void add(const char* name, const char* group, T v) {
+  void operator()(const char* name, const char* group, const std::optional<T>& v) {
+    if (v) (*this)(name, group, *v);
+  }
+  template <class T, class = std::enable_if_t<std::is_arithmetic_v<T>>>
+  void operator()(const char* name, const char* group, T v) {
     json[name] = v;
     if (*group) summary.scalar(fmt::format("{}/{}", group, name), static_cast<double>(v));
   }

@@ -26,15 +26,23 @@ struct StepMetrics {
   // (reductions, clipping, AdamW, bias update)
   double forward_s = 0, backward_s = 0, optimizer_s = 0;
   double max_vio = 0;  // MaxVio of this step's global batch, averaged over MoE layers
+  // Communication (multi-rank runs; the slowest rank's figure): bytes this rank sent in expert
+  // all-to-all, time any communication was in flight, and time compute waited for
+  // communication other than pipeline messages (exposed communication).
+  std::optional<int64_t> a2a_bytes;
+  std::optional<double> comm_s, exposed_comm_s;
+  // Pipelines: the share of the step spent waiting for pipeline messages (the bubble).
+  std::optional<double> bubble_fraction;
+  int peak_activations = 0;  // micro-batch forwards in flight at once on a rank (largest)
   std::optional<double> eval_loss;
   std::optional<double> entropy_floor;
 };
 
 // Every logged field of StepMetrics: f(name, group, value) with its name in metrics.jsonl and the
 // TensorBoard group its scalar goes to ("loss/lm_loss"); group "" = not a TensorBoard scalar
-// (counters: the event already carries the step). value is an int64_t, a double or a
-// std::optional<double> (written only when set). A new field is one line here; the HTML report
-// plots every numeric field it finds in metrics.jsonl.
+// (counters: the event already carries the step). value is a number or a std::optional of one
+// (written only when set). A new field is one line here; the HTML report plots every numeric
+// field it finds in metrics.jsonl, in the section of its group.
 template <class F>
 void visit_logged_fields(const StepMetrics& m, F&& f) {
   f("step", "", m.step);
@@ -53,6 +61,11 @@ void visit_logged_fields(const StepMetrics& m, F&& f) {
   f("backward_s", "speed", m.backward_s);
   f("optimizer_s", "speed", m.optimizer_s);
   f("max_vio", "moe", m.max_vio);
+  f("a2a_bytes", "comm", m.a2a_bytes);
+  f("comm_s", "comm", m.comm_s);
+  f("exposed_comm_s", "comm", m.exposed_comm_s);
+  f("bubble_fraction", "pipeline", m.bubble_fraction);
+  f("peak_activations", "pipeline", m.peak_activations);
 }
 
 namespace insight {

@@ -79,6 +79,8 @@ double init_normal(uint64_t seed, const std::string& name, int64_t index, double
 int ParamStore::add(ParamSpec spec) {
   FLOT_CHECK(!finalized_, "parameter {} registered after finalize", spec.name);
   FLOT_CHECK(!spec.shape.empty() && spec.shape.size() <= kMaxDims, "{}: bad rank", spec.name);
+  // Stacked slices are experts: their copies live on the expert-data ranks.
+  if (spec.stack_first >= 0) spec.group = ParamGroup::expert;
   specs_.push_back(std::move(spec));
   return static_cast<int>(specs_.size()) - 1;
 }
@@ -95,14 +97,22 @@ int ParamStore::add_buffer(const std::string& name, std::initializer_list<int64_
   return static_cast<int>(buffers_.size()) - 1;
 }
 
-void ParamStore::finalize(DType moment_dtype) {
+void ParamStore::finalize(std::array<int64_t, kParamGroups> pad) {
   FLOT_CHECK(!finalized_, "finalize called twice");
-  moment_dtype_ = moment_dtype;
   total_numel_ = 0;
-  offsets_.clear();
-  for (const auto& s : specs_) {
-    offsets_.push_back(total_numel_);
-    total_numel_ += (numel_of(s.shape) + kAlignElems - 1) / kAlignElems * kAlignElems;
+  offsets_.assign(specs_.size(), 0);
+  for (int g = 0; g < kParamGroups; ++g) {
+    FLOT_CHECK(pad[g] >= 1, "region padding {}", pad[g]);
+    regions_[g].begin = total_numel_;
+    for (size_t id = 0; id < specs_.size(); ++id) {
+      if (static_cast<int>(specs_[id].group) != g) continue;
+      offsets_[id] = total_numel_;
+      total_numel_ += (numel_of(specs_[id].shape) + kAlignElems - 1) / kAlignElems * kAlignElems;
+    }
+    const int64_t multiple = pad[g] * kAlignElems;
+    total_numel_ = regions_[g].begin +
+                   (total_numel_ - regions_[g].begin + multiple - 1) / multiple * multiple;
+    regions_[g].end = total_numel_;
   }
   buffer_numel_ = 0;
   for (auto& b : buffers_) {
@@ -111,10 +121,19 @@ void ParamStore::finalize(DType moment_dtype) {
   }
   params_ = zeroed(total_numel_ * dtype_size(dtype_));
   grads_ = zeroed(total_numel_ * dtype_size(dtype_));
-  m_ = zeroed(total_numel_ * dtype_size(moment_dtype_));
-  v_ = zeroed(total_numel_ * dtype_size(moment_dtype_));
   bufs_ = zeroed(buffer_numel_ * dtype_size(dtype_));
   finalized_ = true;
+}
+
+int64_t ParamStore::offset(int id) const {
+  FLOT_CHECK(finalized_ && id >= 0 && id < size(), "parameter id {}", id);
+  return offsets_[id];
+}
+
+int64_t ParamStore::numel_unpadded() const {
+  int64_t n = 0;
+  for (const auto& s : specs_) n += numel_of(s.shape);
+  return n;
 }
 
 void ParamStore::init(uint64_t seed) {

@@ -1,7 +1,15 @@
-// Trainer: the optimizer-step loop of one rank. Micro-batches run through the model (forward,
-// input backward, weight backward), gradients are reduced over data-parallel ranks and clipped,
-// AdamW updates the parameters, and the aux-loss-free rule moves the expert biases with loads
-// counted over the whole global batch. Metrics, evaluation and the console line live here too.
+// Trainer: the optimizer-step loop of one rank, the same code for one process and for any
+// parallel layout.
+//
+// The world is split into the process grid (parallel::Grid); this rank builds the pipeline
+// stages its schedule places on it (the whole model when pp = 1) and runs the schedule with the
+// executor (F, B, I, W, overlapped pairs; a single process runs 1F1B over one stage, or the
+// sequential pairs schedule under expert parallelism). Gradient buckets are reduced over the
+// data-parallel groups while the backward pass runs (parallel::GradSync), DualPipe's mirrored
+// stage copies and 1F1B's two embedding copies have their gradients summed, the global norm is
+// clipped, AdamW updates this rank's share (ZeRO-1 shard or everything) and the shards are
+// gathered, and the aux-loss-free rule moves the expert biases with loads counted over the whole
+// global batch. Losses, loads and timings are reduced over the world; rank 0 logs.
 #pragma once
 
 #include <atomic>
@@ -15,6 +23,11 @@
 #include "core/metrics.hpp"
 #include "core/model.hpp"
 #include "optim/lr_schedule.hpp"
+#include "optim/sharded_adamw.hpp"
+#include "parallel/executor.hpp"
+#include "parallel/grad_sync.hpp"
+#include "parallel/grid.hpp"
+#include "parallel/schedule.hpp"
 
 namespace core {
 
@@ -30,44 +43,73 @@ struct TrainResult {
 
 class Trainer {
  public:
-  // Throws ConfigError for settings this build cannot run yet, DataError for bad data.
-  // run_dir empty: no files are written (tests, bench). stop: set (by a signal handler) to end
-  // the run cleanly after the current step.
+  // Throws ConfigError for settings this build cannot run yet, DataError for bad data (both
+  // before any collective). Then splits ctx.comm (a single-process world when null) into the
+  // grid: collective. run_dir empty: no files are written (tests, bench). stop: set (by a
+  // signal handler) to end the run cleanly after the current step.
   Trainer(const Config& cfg, Context& ctx, const std::string& run_dir, bool log,
           const std::atomic<bool>* stop = nullptr);
   ~Trainer();
 
   // One optimizer step over the global batch; returns its metrics (step is 1-based).
   StepMetrics step();
-  // Mean main-head loss over train.eval_batches validation micro-batches.
+  // Mean main-head loss over train.eval_batches validation micro-batches (all ranks).
   double evaluate();
   // The whole run: steps, evaluation, logging, a final summary line.
   TrainResult run();
 
   Model& model() { return *model_; }
   const data::Dataset& dataset() const { return *dataset_; }
+  parallel::Grid& grid() { return *grid_; }
+  const parallel::Schedule& schedule() const { return sched_; }
+  const std::vector<StagePlan>& stage_plans() const { return plans_; }
+  const optim::ShardedAdamW& optimizer() const { return *opt_; }
   int64_t tokens_per_step() const;
+  // The Chrome-trace events of the last step (recorded when trace is on).
+  void set_trace(bool on) { trace_ = on; }
+  const parallel::StepRun& last_run() const { return last_run_; }
 
  private:
-  void apply_optimizer(double lr, double clip);
+  void mirror_sums();
+  double global_grad_norm();
+  double sum_over_world(double v);
   Config cfg_;
   Context& ctx_;
   std::string run_dir_;
   bool log_;
   const std::atomic<bool>* stop_;
+  std::unique_ptr<parallel::Communicator> own_world_;
+  std::unique_ptr<parallel::Grid> grid_;
+  parallel::Schedule sched_;
+  std::vector<StagePlan> plans_;
   std::unique_ptr<data::Dataset> dataset_;
   std::unique_ptr<data::Loader> loader_;
   std::unique_ptr<Model> model_;
+  std::unique_ptr<parallel::Executor> exec_;
+  std::unique_ptr<parallel::GradSync> sync_;
+  std::unique_ptr<optim::ShardedAdamW> opt_;
   std::unique_ptr<MetricsWriter> metrics_;
   std::unique_ptr<ConsoleLog> console_;
   optim::LrSchedule schedule_;
+  std::vector<data::MicroBatch> batches_;  // this step's micro-batches, by global index
+  std::vector<int64_t> batch_step_;        // the step each cached micro-batch belongs to
+  bool tied_embedding_ = false;            // 1F1B: first and last stage hold the embedding
+  bool trace_ = false;
+  parallel::StepRun last_run_;
+  parallel::CommStats last_stats_;
   int64_t step_ = 0;  // optimizer steps taken
   int64_t tokens_seen_ = 0;
   std::vector<std::vector<int64_t>> last_loads_;
 };
 
 // Refuses, with a ConfigError naming the key, what the config allows but this build cannot run
-// yet (other precisions, pipeline / expert parallelism, CUDA, resuming from a checkpoint).
+// yet (other precisions, CUDA, resuming from a checkpoint).
 void check_supported(const Config& cfg, int world_size);
+
+// The schedule a config runs on this layout: parallel.schedule when pp > 1; with pp = 1 the
+// sequential pairs when experts are exchanged (ep > 1), else plain 1F1B over one stage.
+parallel::ScheduleKind schedule_kind(const Config& cfg);
+// Micro-batches per pipeline per step (parallel.chunks, or the batch sizes' quotient).
+int chunks_per_step(const Config& cfg, int dp);
 
 }  // namespace core

@@ -50,14 +50,20 @@ int run_bench(const BenchArgs& args) {
 
   core::Trainer trainer(cfg, ctx, /*run_dir=*/"", /*log=*/false);
   for (int i = 0; i < args.warmup; ++i) trainer.step();
-  std::vector<double> times, fwd, bwd, opt;
+  std::vector<double> times, fwd, bwd, opt, a2a, comm, exposed, bubble;
   double last_loss = 0;
+  int peak_act = 0;
   for (int i = 0; i < args.steps; ++i) {
     core::StepMetrics m = trainer.step();
     times.push_back(m.step_time_s);
     fwd.push_back(m.forward_s);
     bwd.push_back(m.backward_s);
     opt.push_back(m.optimizer_s);
+    if (m.a2a_bytes) a2a.push_back(static_cast<double>(*m.a2a_bytes));
+    if (m.comm_s) comm.push_back(*m.comm_s);
+    if (m.exposed_comm_s) exposed.push_back(*m.exposed_comm_s);
+    if (m.bubble_fraction) bubble.push_back(*m.bubble_fraction);
+    peak_act = std::max(peak_act, m.peak_activations);
     last_loss = m.loss;
   }
   const double step_time = median(times);
@@ -69,6 +75,9 @@ int run_bench(const BenchArgs& args) {
 
   nlohmann::json j;
   j["config"] = cfg.run.name;
+  j["ranks"] = ctx.world_size;
+  j["layout"] = trainer.grid().describe();
+  j["schedule"] = parallel::schedule_kind_name(trainer.schedule().kind);
   j["threads"] = ctx.threads;
   j["steps"] = args.steps;
   j["tokens_per_step"] = trainer.tokens_per_step();
@@ -81,11 +90,19 @@ int run_bench(const BenchArgs& args) {
   j["optimizer_s"] = median(opt);
   j["model_flops_per_token"] = flops_per_token;
   j["achieved_gflops"] = tokens_per_s * flops_per_token / 1e9;
+  // The peak is one rank's (its threads); the job's is every rank's together.
   j["gemm_peak_gflops"] = peak;
-  j["mfu"] = tokens_per_s * flops_per_token / (peak * 1e9);
+  j["mfu"] = tokens_per_s * flops_per_token / (peak * 1e9 * ctx.world_size);
   j["peak_rss_mb"] = ru.ru_maxrss / 1024.0;
+  j["peak_activations"] = peak_act;
+  if (!a2a.empty()) j["a2a_bytes"] = median(a2a);
+  if (!comm.empty()) j["comm_s"] = median(comm);
+  if (!exposed.empty()) j["exposed_comm_s"] = median(exposed);
+  if (!bubble.empty()) j["bubble_fraction"] = median(bubble);
+  j["link_gbps"] = cfg.parallel.link.bandwidth_gbps;
+  j["overlap"] = cfg.parallel.overlap;
   j["loss"] = last_loss;
-  fmt::print("{}\n", j.dump());
+  if (ctx.rank == 0) fmt::print("{}\n", j.dump());
   return 0;
 }
 

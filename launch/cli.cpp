@@ -8,6 +8,7 @@
 
 #include "core/error.hpp"
 #include "launch/commands.hpp"
+#include "launch/environment.hpp"
 
 namespace launch {
 
@@ -31,6 +32,17 @@ int run_cli(int argc, char** argv) {
   b->add_option("--steps", bench.steps, "timed steps after warm-up")->check(CLI::PositiveNumber);
   b->add_option("--warmup", bench.warmup, "untimed warm-up steps")->check(CLI::NonNegativeNumber);
 
+  ScheduleArgs sched;
+  CLI::App* s = app.add_subcommand("schedule", "print a pipeline schedule's op order per rank");
+  s->add_option("--kind", sched.kind, "sequential | 1f1b | dualpipe | dualpipev")->required();
+  s->add_option("--pp", sched.pp, "pipeline ranks (default 1)");
+  s->add_option("--chunks", sched.chunks, "micro-batches per step")->required();
+  CLI::Option* sim = s->add_option("--simulate", sched.costs,
+                                   "simulate; optional costs F=1,B=2,I=W,W=1,FB=3,p2p=0")
+                         ->expected(0, 1);
+  s->add_flag("--comm", sched.comm, "also print the communication actions (recv, send, commit)");
+  s->add_option("--trace", sched.trace, "write the simulated timeline as a Chrome trace");
+
   ReportArgs report;
   CLI::App* r = app.add_subcommand("report", "write the HTML report of a run directory");
   r->add_option("run_dir", report.run_dir, "the run's directory (holds metrics.jsonl)")->required();
@@ -46,13 +58,22 @@ int run_cli(int argc, char** argv) {
     if (*t) return run_train(train);
     if (*b) return run_bench(bench);
     if (*r) return run_report(report);
+    if (*s) {
+      sched.simulate = sim->count() > 0;
+      return run_schedule(sched);
+    }
+  } catch (const core::PeerError&) {
+    return 2;  // the rank that found the problem printed it
   } catch (const core::ConfigError& e) {
-    std::fprintf(stderr, "flotilla: config error: %s\n", e.what());
+    // Found before communication, the same on every rank of a job: rank 0 says it.
+    if (read_launch_env().rank == 0) std::fprintf(stderr, "flotilla: config error: %s\n", e.what());
     return 2;
   } catch (const core::DataError& e) {
-    std::fprintf(stderr, "flotilla: data error: %s\n", e.what());
+    if (read_launch_env().rank == 0) std::fprintf(stderr, "flotilla: data error: %s\n", e.what());
     return 2;
   } catch (const std::exception& e) {
+    // After communication has started, peers may be waiting in a collective: end the whole job.
+    if (parallel::mpi_active()) core::fatal(e.what());
     std::fprintf(stderr, "flotilla: error: %s\n", e.what());
     return 1;
   }

@@ -22,6 +22,17 @@ struct BenchArgs {
 };
 int run_bench(const BenchArgs& args);
 
+struct ScheduleArgs {
+  std::string kind;  // sequential | 1f1b | dualpipe | dualpipev
+  int pp = 1;
+  int chunks = 0;         // micro-batches per step
+  bool comm = false;      // also print the recv/send/commit actions
+  bool simulate = false;  // print the simulated per-rank table
+  std::string costs;      // "F=1,B=2,W=1,FB=3"; empty = defaults
+  std::string trace;      // Chrome trace of the simulated timeline (implies simulating)
+};
+int run_schedule(const ScheduleArgs& args);
+
 struct ReportArgs {
   std::string run_dir;
   std::string out;  // empty = <run_dir>/report.html

@@ -28,20 +28,32 @@ LaunchEnv read_launch_env() {
   LaunchEnv e;
   e.world_size = env_int({"OMPI_COMM_WORLD_SIZE", "PMI_SIZE", "SLURM_NTASKS"}, 1);
   e.local_size = env_int({"OMPI_COMM_WORLD_LOCAL_SIZE", "MPI_LOCALNRANKS", "SLURM_NTASKS_PER_NODE"}, 1);
-  const char* r = std::getenv("OMPI_COMM_WORLD_RANK");
-  if (!r) r = std::getenv("PMI_RANK");
-  e.rank = r ? std::atoi(r) : 0;
+  auto index = [](std::initializer_list<const char*> names) {
+    for (const char* n : names)
+      if (const char* v = std::getenv(n)) return std::atoi(v);
+    return 0;
+  };
+  e.rank = index({"OMPI_COMM_WORLD_RANK", "PMI_RANK", "SLURM_PROCID"});
+  e.local_rank = index({"OMPI_COMM_WORLD_LOCAL_RANK", "MPI_LOCALRANKID", "SLURM_LOCALID"});
+  e.node_cores = std::max(1u, std::thread::hardware_concurrency());
   cpu_set_t set;
   if (sched_getaffinity(0, sizeof(set), &set) == 0)
     e.cores = std::max(1, CPU_COUNT(&set));
   else
-    e.cores = std::max(1u, std::thread::hardware_concurrency());
+    e.cores = e.node_cores;
   return e;
 }
 
 int resolve_threads(int configured, const LaunchEnv& env) {
   if (configured > 0) return configured;
+  // Bound by the launcher: its cores are this process's own.
+  if (env.cores < env.node_cores) return env.cores;
   return std::max(1, env.cores / std::max(1, env.local_size));
+}
+
+Runtime::~Runtime() {
+  // The context must not point at a communicator that is gone.
+  ctx.comm = nullptr;
 }
 
 std::unique_ptr<Runtime> start_runtime(const core::Config& cfg) {
@@ -51,10 +63,19 @@ std::unique_ptr<Runtime> start_runtime(const core::Config& cfg) {
   // peer waiting in a collective.
   core::validate_layout(cfg, rt->env.world_size);
   core::check_supported(cfg, rt->env.world_size);
-  rt->comm = parallel::make_single_process_communicator();
-  rt->ctx.comm = rt->comm.get();
-  rt->ctx.rank = rt->comm->rank();
-  rt->ctx.world_size = rt->comm->size();
+  parallel::Communicator* world = nullptr;
+  if (rt->env.world_size > 1) {
+    rt->mpi = std::make_unique<parallel::MpiRuntime>(cfg.runtime.comm_timeout_s,
+                                                     cfg.parallel.link.bandwidth_gbps,
+                                                     cfg.parallel.link.latency_us);
+    world = &rt->mpi->world();
+  } else {
+    rt->single = parallel::make_single_process_communicator();
+    world = rt->single.get();
+  }
+  rt->ctx.comm = world;
+  rt->ctx.rank = world->rank();
+  rt->ctx.world_size = world->size();
   rt->ctx.threads = resolve_threads(cfg.train.threads, rt->env);
   core::apply_threads(rt->ctx);
   return rt;

@@ -13,6 +13,7 @@
 #include "core/context.hpp"
 #include "core/error.hpp"
 #include "core/insight/report.hpp"
+#include "core/stage_plan.hpp"
 #include "core/trainer.hpp"
 #include "launch/commands.hpp"
 #include "launch/environment.hpp"
@@ -51,7 +52,7 @@ double gap_closed_percent(const core::TrainResult& r, double loss) {
 }
 
 // Refuses expectations that cannot be checked, before training starts.
-void check_expectations_possible(const core::Config& cfg, double entropy_floor) {
+void check_expectations_possible(const core::Config& cfg, double entropy_floor, bool lead) {
   const double gap = cfg.train.expect.gap_closed_above;
   if (gap > 0 && entropy_floor < 0)
     FLOT_THROW(core::ConfigError,
@@ -59,7 +60,7 @@ void check_expectations_possible(const core::Config& cfg, double entropy_floor) 
                "(data.kind = {}; only synthetic data has one), so the gap cannot be measured; "
                "use train.expect.eval_loss_below instead",
                gap, cfg.data.kind);
-  if (gap > 0 && gap < 1)
+  if (lead && gap > 0 && gap < 1)
     fmt::print("note: train.expect.gap_closed_above = {} is in percent ({}%); write {} for {}%\n",
                gap, gap, gap * 100, gap * 100);
 }
@@ -102,13 +103,14 @@ int run_train(const TrainArgs& args) {
   core::Config cfg = core::load_config(args.config, args.overrides);
   auto rt = start_runtime(cfg);
   core::Context& ctx = rt->ctx;
+  const bool lead = ctx.rank == 0;  // only rank 0 prints and writes the run's files
 
   std::string run_dir = args.run_dir.empty() ? "runs/" + cfg.run.name : args.run_dir;
-  std::filesystem::create_directories(run_dir);
-  std::string archived = archive_previous_run(run_dir);
-  if (!archived.empty()) fmt::print("previous run's files moved to {}\n", archived);
   const std::string resolved = core::to_yaml(cfg);
-  {
+  if (lead) {
+    std::filesystem::create_directories(run_dir);
+    std::string archived = archive_previous_run(run_dir);
+    if (!archived.empty()) fmt::print("previous run's files moved to {}\n", archived);
     std::ofstream out(run_dir + "/config.yaml");
     out << resolved;
     if (!out) FLOT_THROW(core::DataError, "cannot write {}/config.yaml", run_dir);
@@ -117,34 +119,50 @@ int run_train(const TrainArgs& args) {
   std::signal(SIGINT, on_signal);
   std::signal(SIGTERM, on_signal);
 
-  fmt::print("flotilla {} | run dir {} | {} rank(s) x {} thread(s)\n", FLOTILLA_VERSION, run_dir,
-             ctx.world_size, ctx.threads);
-  fmt::print("--- resolved config ---\n{}-----------------------\n", resolved);
-  if (cfg.checkpoint.every > 0)
-    fmt::print("note: checkpoint.every = {}, but this build writes no checkpoints yet (they arrive "
-               "with the checkpoint work); set checkpoint.every=0 to silence this note\n",
-               cfg.checkpoint.every);
+  if (lead) {
+    fmt::print("flotilla {} | run dir {} | {} rank(s) x {} thread(s)\n", FLOTILLA_VERSION, run_dir,
+               ctx.world_size, ctx.threads);
+    fmt::print("--- resolved config ---\n{}-----------------------\n", resolved);
+    if (cfg.checkpoint.every > 0)
+      fmt::print("note: checkpoint.every = {}, but this build writes no checkpoints yet (they "
+                 "arrive with the checkpoint work); set checkpoint.every=0 to silence this note\n",
+                 cfg.checkpoint.every);
+    if (cfg.optim.warmup_steps > cfg.train.steps)
+      fmt::print("note: optim.warmup_steps = {} is longer than train.steps = {}: the warmup is cut "
+                 "short and the learning rate ends at {:.3g} of its peak\n",
+                 cfg.optim.warmup_steps, cfg.train.steps,
+                 static_cast<double>(cfg.train.steps) / cfg.optim.warmup_steps);
+  }
   core::Trainer trainer(cfg, ctx, run_dir, /*log=*/true, &g_stop);
-  check_expectations_possible(cfg, trainer.dataset().entropy_floor());
-  const auto& ps = trainer.model().params();
-  fmt::print("data: {}\n", trainer.dataset().describe());
-  fmt::print("model: {:.2f}M parameters ({:.2f}M active per token), {:.1f} MFLOP per token (fwd+bwd)\n",
-             ps.numel() / 1e6, trainer.model().active_params() / 1e6,
-             trainer.model().flops_per_token() / 1e6);
-  fmt::print("memory: params {:.1f} MiB, grads {:.1f} MiB, optimizer {:.1f} MiB\n",
-             ps.bytes_params() / 1048576.0, ps.bytes_params() / 1048576.0,
-             ps.bytes_moments() / 1048576.0);
+  check_expectations_possible(cfg, trainer.dataset().entropy_floor(), lead);
+  if (lead) {
+    const auto& ps = trainer.model().params();
+    const auto& sched = trainer.schedule();
+    fmt::print("layout: {} | schedule {} with {} micro-batches per step\n", trainer.grid().describe(),
+               parallel::schedule_kind_name(sched.kind), sched.chunks);
+    if (sched.num_stages > 1)
+      fmt::print("stages: {}\n", core::describe_plans(cfg, trainer.stage_plans()));
+    fmt::print("data: {}\n", trainer.dataset().describe());
+    fmt::print("model: {:.2f}M parameters on this rank ({:.2f}M active per token in the model), "
+               "{:.1f} MFLOP per token (fwd+bwd)\n",
+               ps.numel_unpadded() / 1e6, trainer.model().active_params() / 1e6,
+               trainer.model().flops_per_token() / 1e6);
+    fmt::print("memory per rank: params {:.1f} MiB, grads {:.1f} MiB, optimizer {:.1f} MiB{}\n",
+               ps.bytes_params() / 1048576.0, ps.bytes_params() / 1048576.0,
+               trainer.optimizer().bytes() / 1048576.0,
+               cfg.parallel.zero1 && trainer.grid().shape().dp > 1 ? " (ZeRO-1 shard)" : "");
+  }
   std::fflush(stdout);
 
-  const bool writes_report = ctx.rank == 0;
   core::TrainResult r;
   try {
     r = trainer.run();
   } catch (...) {
-    if (writes_report) write_run_report(run_dir);  // a diverged run is where plots help most
+    if (lead) write_run_report(run_dir);  // a diverged run is where plots help most
     throw;
   }
-  fmt::print("activations: {:.1f} MiB\n", trainer.model().activations().bytes() / 1048576.0);
+  if (!lead) return r.interrupted ? 130 : 0;
+  fmt::print("activations: {:.1f} MiB\n", trainer.model().activation_bytes() / 1048576.0);
   std::string summary = fmt::format("final: step {} | train loss {:.4f}", r.steps, r.final_loss);
   if (r.final_eval_loss >= 0) summary += fmt::format(" | eval loss {:.4f}", r.final_eval_loss);
   if (r.entropy_floor >= 0) {
@@ -153,7 +171,7 @@ int run_train(const TrainArgs& args) {
                            r.entropy_floor, r.ln_vocab, gap_closed_percent(r, loss));
   }
   fmt::print("{}\n", summary);
-  if (writes_report) write_run_report(run_dir);
+  write_run_report(run_dir);
   if (r.interrupted) {
     fmt::print("stopped by signal after step {}\n", r.steps);
     if (cfg.train.expect.eval_loss_below > 0 || cfg.train.expect.gap_closed_above > 0)

@@ -23,7 +23,9 @@ double sum_squares(const T* __restrict x, int64_t n) {
 
 }  // namespace
 
-double global_norm(const std::vector<core::Tensor>& grads) {
+double global_norm(const std::vector<core::Tensor>& grads) { return std::sqrt(sum_squares(grads)); }
+
+double sum_squares(const std::vector<core::Tensor>& grads) {
   double total = 0;
   for (size_t k = 0; k < grads.size(); ++k) {
     const core::Tensor& g = grads[k];
@@ -37,7 +39,7 @@ double global_norm(const std::vector<core::Tensor>& grads) {
     else
       FLOT_CHECK(false, "gradient {} is {}, must be f32 or f64", k, core::dtype_name(g.dtype));
   }
-  return std::sqrt(total);
+  return total;
 }
 
 double clip_factor(double norm, double max_norm) {

@@ -32,8 +32,9 @@ const char* const kGrey = "#555555";
 
 // Sections in page order: the TensorBoard groups of core/metrics.hpp, then any other.
 const std::vector<std::pair<std::string, std::string>> kSections = {
-    {"loss", "Loss"},         {"moe", "MoE load balance"}, {"optim", "Optimizer"},
-    {"speed", "Throughput"},  {"comm", "Communication"},   {"other", "Other metrics"}};
+    {"loss", "Loss"},          {"moe", "MoE load balance"}, {"optim", "Optimizer"},
+    {"speed", "Throughput"},   {"comm", "Communication"},   {"pipeline", "Pipeline"},
+    {"other", "Other metrics"}};
 
 // The group of every field StepMetrics logs ("" for counters that are not plotted).
 std::map<std::string, std::string> field_groups() {

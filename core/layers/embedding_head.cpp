@@ -6,7 +6,10 @@
 namespace core {
 
 Embedding::Embedding(LayerEnv& env, const ModelConfig& m) : env_(env) {
-  w_ = add_matrix(env.params, "model.embed_tokens.weight", m.vocab_size, m.hidden_size, m.init_std);
+  // One table per rank: the stages of a rank that both need it (first stage, MTP) share it.
+  const char* name = "model.embed_tokens.weight";
+  w_ = env.params.find(name);
+  if (w_ < 0) w_ = add_matrix(env.params, name, m.vocab_size, m.hidden_size, m.init_std);
 }
 
 void Embedding::forward(const Tensor& tokens, const Tensor& out) {

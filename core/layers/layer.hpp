@@ -17,6 +17,10 @@
 #include "core/params.hpp"
 #include "core/tensor.hpp"
 
+namespace parallel {
+class Communicator;
+}
+
 namespace core {
 
 // Per-micro-batch activation memory: one arena per slot (as many slots as micro-batches can be
@@ -36,17 +40,29 @@ class Activations {
   BumpArena scratch_;
 };
 
-// What every layer of a model shares.
+// What the forward of one micro-batch tells its layers. Per slot, because an executor may
+// interleave the pieces of two micro-batches (a training forward and an evaluation, or an
+// overlapped forward / backward pair).
+struct SlotInfo {
+  bool training = true;         // MoE layers count expert loads (off during evaluation)
+  double aux_grad_scale = 0.0;  // d(step loss) / d(this micro-batch's balance loss)
+};
+
+// What every layer of a model (or of one pipeline stage) shares.
 struct LayerEnv {
   Context& ctx;
   ParamStore& params;
   Activations& acts;
   int64_t seq_len = 0;  // tokens per sequence; micro-batch rows are sequences * seq_len
-  bool count_loads = true;      // MoE layers count expert loads (off during evaluation)
-  double aux_grad_scale = 0.0;  // d(step loss) / d(this micro-batch's balance loss), set per forward
+  // The expert-parallel group (null = every expert is local): MoE layers exchange tokens in it.
+  parallel::Communicator* ep = nullptr;
+  std::vector<SlotInfo> slots = std::vector<SlotInfo>(acts.slots());
+  SlotInfo& slot(int s) { return slots.at(s); }
 };
 
 // The per-slot saved state of a layer-like object, grown on demand (a slot's first forward).
+// State that another thread touches while an exchange is in flight must not move: such layers
+// size their vectors for every slot up front instead.
 template <class S>
 S& slot_state(std::vector<S>& states, int slot) {
   if (static_cast<int>(states.size()) <= slot) states.resize(slot + 1);
@@ -68,6 +84,20 @@ class Layer {
   virtual void backward_input(int slot, const Tensor& dy, const Tensor& dx) = 0;
   // Accumulates this micro-batch's weight gradients.
   virtual void backward_weight(int slot) = 0;
+
+  // Phases: a layer that communicates (MoE under expert parallelism) splits forward and
+  // backward_input where an exchange is in flight: phase p + 1 waits for what phase p started,
+  // so an executor can run another micro-batch's work in between. Running every phase in order
+  // is forward / backward_input.
+  virtual int phases() const { return 1; }
+  virtual void forward_phase(int phase, int slot, const Tensor& x, const Tensor& y) {
+    forward(slot, x, y);
+  }
+  virtual void backward_phase(int phase, int slot, const Tensor& dy, const Tensor& dx) {
+    backward_input(slot, dy, dx);
+  }
+  // The ids of the parameters this layer registered (its weight pass accumulates into them).
+  std::vector<int> param_ids;
 
  protected:
   DType dtype() const { return env_.params.dtype(); }

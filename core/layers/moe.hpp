@@ -2,13 +2,24 @@
 //   out = shared(a) + sum_i g_i expert_i(a),  a = RMSNorm(x) (applied by the ResidualLayer).
 //
 // Stages: gate (sigmoid scores, selection-only bias, group-limited top-k) -> dispatch (permute the
-// N*k token copies into contiguous per-expert segments) -> experts (two grouped GEMMs over the
-// stacked [experts, ...] weights with a SwiGLU between) -> combine (weighted un-permute). Dispatch
-// and combine are where expert parallelism puts its all-to-all; in one process they are local.
-// Dropless: every token reaches its k experts whatever the imbalance.
+// N*k token copies into contiguous per-expert segments, then under expert parallelism send each
+// segment to the rank that owns its expert) -> experts (two grouped GEMMs over the stacked
+// [local experts, ...] weights with a SwiGLU between) -> combine (send the results back, weighted
+// un-permute). Dropless: every token reaches its k experts whatever the imbalance.
 //
-// The layer also counts expert loads (tokens per expert) for the aux-loss-free balancer and adds
-// the configured balance loss (sequence-wise for aux_free, batch-wise for aux_loss) to the gate.
+// Expert parallelism (LayerEnv::ep of size ep > 1): rank r of the ep group owns the E/ep experts
+// [r E/ep, (r+1) E/ep), named by their global ids. Dispatch first exchanges, per destination,
+// the row count of each of its experts, then the rows themselves (sized from those counts on the
+// communication thread, Communicator::then); the receiver reorders the rows from source-major to
+// expert-major for the grouped GEMM. Combine is the reverse exchange. In backward, the gradient
+// of combine travels like a dispatch and the gradient of dispatch like a combine, with the
+// counts already known. Each exchange starts at the end of one phase and is waited for at the
+// start of the next (phases(): 3), so an executor can compute another micro-batch meanwhile;
+// the shared experts run while the combine (forward) or the dispatch gradient (backward) travels.
+//
+// The layer also counts expert loads (tokens per global expert, at the sending side) for the
+// aux-loss-free balancer and adds the configured balance loss (sequence-wise for aux_free,
+// batch-wise for aux_loss) to the gate.
 #pragma once
 
 #include <algorithm>
@@ -21,32 +32,31 @@
 #include "core/layers/mlp.hpp"
 #include "core/layers/residual.hpp"
 #include "kernels/moe_ops.hpp"
+#include "parallel/communicator.hpp"
 
 namespace core {
 
 class Moe : public Sublayer {
  public:
-  // prefix: e.g. "model.layers.3." (names are prefix + "mlp.gate.weight" ...).
-  Moe(LayerEnv& env, const ModelConfig& m, const std::string& prefix);
-  // forward = gate, dispatch, experts, combine; backward_input = their backwards in reverse.
+  // prefix: e.g. "model.layers.3." (names are prefix + "mlp.gate.weight" ...). index: this MoE
+  // layer's position among all MoE layers of the model (main blocks, then MTP blocks).
+  Moe(LayerEnv& env, const ModelConfig& m, const std::string& prefix, int index);
   void forward(int slot, const Tensor& a, const Tensor& out) override;
   void backward_input(int slot, const Tensor& dout, const Tensor& da) override;
   void backward_weight(int slot) override;
-
-  // The stages one by one, for executors that interleave two micro-batches so that one's
-  // all-to-all (inside dispatch and combine under expert parallelism) travels while the other
-  // computes. Each stage's state lives in the slot.
-  void gate(int slot, const Tensor& a);     // scores, selection, weights, routing plan, loads
-  void dispatch(int slot);                  // tokens into per-expert segments
-  void experts(int slot);                   // grouped SwiGLU experts
-  void combine(int slot, const Tensor& out);  // out = shared(a) + weighted expert outputs
-  void combine_backward(int slot, const Tensor& dout);
-  void experts_backward(int slot);
-  void dispatch_backward(int slot, const Tensor& dout, const Tensor& da);  // da written
-  void gate_backward(int slot, const Tensor& da);                          // da accumulated
+  // Phase 0: gate, permute, dispatch start; 1: dispatch wait, experts, combine start; 2: shared
+  // experts, combine wait, weighted un-permute. Backward: 0: combine gradient, its dispatch start;
+  // 1: wait, experts backward, return start; 2: shared experts backward, wait, un-permute
+  // backward, gate backward.
+  int phases() const override { return 3; }
+  void forward_phase(int phase, int slot, const Tensor& a, const Tensor& out) override;
+  void backward_phase(int phase, int slot, const Tensor& dout, const Tensor& da) override;
 
   int num_experts() const { return gate_.num_experts; }
-  // Tokens routed to each expert by the forwards since the last clear (training forwards only).
+  int local_experts() const { return local_; }
+  int index() const { return index_; }
+  // Tokens routed to each global expert by the training forwards of this rank since the last
+  // clear.
   const std::vector<int64_t>& loads() const { return loads_; }
   void clear_loads() { std::fill(loads_.begin(), loads_.end(), 0); }
   // The balance-loss value of this slot's forward (already multiplied by its weight), 0 if none.
@@ -55,12 +65,35 @@ class Moe : public Sublayer {
 
  private:
   struct Saved {
-    Tensor a, scores, idx, weights, offsets, src, pos, xs, h, g, ys;
-    Tensor dys, dweights, dh, dxs, dlogits;
+    Tensor a, scores, idx, weights, offsets, src, pos, xs, ys;
+    Tensor dys, dweights, dxs, dlogits;
+    // expert side (the same tensors as the source side without expert parallelism)
+    Tensor xe, he, ge, ye, dye, dhe, dxe, local_offsets;
+    Tensor to_src, to_exp;  // i32 row maps: expert-major row i <- source-major row to_src[i]
+    std::vector<int64_t> send_rows, recv_rows;  // rows per ep rank
+    std::vector<int64_t> send_hdr, recv_hdr;    // [ep][local experts] rows
+    parallel::HandlePtr exchange;               // the exchange between two phases
     double aux_loss = 0, aux_grad = 0;
   };
+  void gate(int slot, const Tensor& a);
+  void dispatch_start(int slot);
+  void dispatch_finish(int slot);
+  void experts(int slot);
+  void combine_start(int slot);
+  void combine_finish(int slot, const Tensor& out);
+  void combine_backward(int slot, const Tensor& dout);
+  void experts_backward(int slot);
+  void dispatch_backward(int slot, const Tensor& dout, const Tensor& da);
+  void gate_backward(int slot, const Tensor& da);
+  bool parallel() const { return ep_size_ > 1; }
+  // Rows (source-major `in` -> expert-major out, or back) through a row map.
+  void reorder(const Tensor& in, const Tensor& map, const Tensor& out);
+  parallel::HandlePtr exchange(const Tensor& in, const std::vector<int64_t>& send,
+                               const Tensor& out, const std::vector<int64_t>& recv);
+
   kernels::GateShape gate_;
   int64_t D_, F_;
+  int index_, local_ = 0, ep_size_ = 1, ep_rank_ = 0;
   double balance_weight_ = 0;
   int64_t balance_segment_ = 0;  // -1 = one sequence (sequence-wise), 0 = the micro-batch
   int64_t segment(int64_t rows) const { return balance_segment_ < 0 ? env_.seq_len : rows; }
@@ -68,11 +101,13 @@ class Moe : public Sublayer {
   int w_gate_ = -1, bias_ = -1, w13_ = -1, w2_ = -1;
   std::unique_ptr<SwigluMlp> shared_;
   std::vector<int64_t> loads_;
+  // One per slot, sized up front: the communication thread writes into them during a dispatch.
   std::vector<Saved> saved_;
+  std::vector<GrowBuffer> recv_;
 };
 
 // The MoE block's layer: y = x + Moe(RMSNorm(x)). *moe receives the inside (for loads and bias).
 std::unique_ptr<Layer> make_moe_layer(LayerEnv& env, const ModelConfig& m, const std::string& prefix,
-                                      Moe** moe);
+                                      int index, Moe** moe);
 
 }  // namespace core

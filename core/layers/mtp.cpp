@@ -37,7 +37,7 @@ void concat(const Tensor& cat, const Tensor& a, const Tensor& b, bool split) {
 
 }  // namespace
 
-MtpModule::MtpModule(LayerEnv& env, const ModelConfig& m, int layer_index)
+MtpModule::MtpModule(LayerEnv& env, const ModelConfig& m, int layer_index, int moe_index)
     : env_(env), D_(m.hidden_size), eps_(m.rms_norm_eps) {
   const std::string prefix = "model.layers." + std::to_string(layer_index) + ".";
   w_enorm_ = add_norm(env.params, prefix + "enorm.weight", D_);
@@ -45,13 +45,26 @@ MtpModule::MtpModule(LayerEnv& env, const ModelConfig& m, int layer_index)
   w_eh_ = add_matrix(env.params, prefix + "eh_proj.weight", D_, 2 * D_, m.init_std);
   attn_ = make_attention_layer(env, m, prefix);
   if (m.first_dense_layers < m.num_layers)
-    ffn_ = make_moe_layer(env, m, prefix, &moe_);
+    ffn_ = make_moe_layer(env, m, prefix, moe_index, &moe_);
   else
     ffn_ = make_ffn_layer(env, m, prefix);
 }
 
 void MtpModule::forward(int slot, const Tensor& e, const Tensor& h, const Tensor& out) {
+  for (int p = 0; p < phases(); ++p) forward_phase(p, slot, e, h, out);
+}
+
+void MtpModule::backward_input(int slot, const Tensor& dout, const Tensor& de, const Tensor& dh) {
+  for (int p = 0; p < phases(); ++p) backward_phase(p, slot, dout, de, dh);
+}
+
+void MtpModule::forward_phase(int phase, int slot, const Tensor& e, const Tensor& h,
+                              const Tensor& out) {
   Saved& s = slot_state(saved_, slot);
+  if (phase > 0) {
+    ffn_->forward_phase(phase, slot, s.a1, out);
+    return;
+  }
   BumpArena& ar = env_.acts.slot(slot);
   const DType dt = env_.params.dtype();
   const int64_t N = e.rows();
@@ -72,16 +85,19 @@ void MtpModule::forward(int slot, const Tensor& e, const Tensor& h, const Tensor
   linear_forward(env_.ctx, s.cat, env_.params.param(w_eh_), s.hp);
   s.a1 = ar.alloc(dt, {N, D_});
   attn_->forward(slot, s.hp, s.a1);
-  ffn_->forward(slot, s.a1, out);
+  ffn_->forward_phase(0, slot, s.a1, out);
 }
 
-void MtpModule::backward_input(int slot, const Tensor& dout, const Tensor& de, const Tensor& dh) {
+void MtpModule::backward_phase(int phase, int slot, const Tensor& dout, const Tensor& de,
+                               const Tensor& dh) {
   Saved& s = saved_.at(slot);
   BumpArena& ar = env_.acts.slot(slot);
   const DType dt = env_.params.dtype();
   const int64_t N = s.e.rows();
-  Tensor da1 = ar.alloc(dt, {N, D_});
-  ffn_->backward_input(slot, dout, da1);
+  if (phase == 0) s.da1 = ar.alloc(dt, {N, D_});
+  ffn_->backward_phase(phase, slot, dout, s.da1);
+  if (phase < phases() - 1) return;
+  Tensor da1 = s.da1;
   s.dhp = ar.alloc(dt, {N, D_});
   attn_->backward_input(slot, da1, s.dhp);
   s.dcat = ar.alloc(dt, {N, 2 * D_});

@@ -18,18 +18,23 @@ class Moe;
 
 class MtpModule {
  public:
-  MtpModule(LayerEnv& env, const ModelConfig& m, int layer_index);
+  // moe_index: the index its block's MoE layer gets among the model's MoE layers.
+  MtpModule(LayerEnv& env, const ModelConfig& m, int layer_index, int moe_index);
   // e: embeddings of the shifted tokens [N, D]; h: previous depth's hidden [N, D]; out written.
   void forward(int slot, const Tensor& e, const Tensor& h, const Tensor& out);
   // de and dh written; dout stays valid until backward_weight (as for Layer).
   void backward_input(int slot, const Tensor& dout, const Tensor& de, const Tensor& dh);
   void backward_weight(int slot);
+  // Phases as Layer's: those of its block's FFN (MoE: exchanges in flight between phases).
+  int phases() const { return ffn_->phases(); }
+  void forward_phase(int phase, int slot, const Tensor& e, const Tensor& h, const Tensor& out);
+  void backward_phase(int phase, int slot, const Tensor& dout, const Tensor& de, const Tensor& dh);
   // The block's MoE (nullptr when the block is dense).
   Moe* moe() { return moe_; }
 
  private:
   struct Saved {
-    Tensor e, h, rstd_e, rstd_h, cat, hp, a1, dhp, dcat;
+    Tensor e, h, rstd_e, rstd_h, cat, hp, a1, da1, dhp, dcat;
   };
   LayerEnv& env_;
   int64_t D_;

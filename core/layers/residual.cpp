@@ -10,24 +10,35 @@ ResidualLayer::ResidualLayer(LayerEnv& env, const std::string& norm_name, int64_
     : Layer(env), eps_(eps), w_norm_(add_norm(env.params, norm_name, dim)), inner_(std::move(inner)) {}
 
 void ResidualLayer::forward(int slot, const Tensor& x, const Tensor& y) {
-  Saved& s = slot_state(saved_, slot);
-  BumpArena& ar = slot_arena(slot);
-  const int64_t N = x.rows(), D = x.cols();
-  s.x = x;
-  s.rstd = ar.alloc(dtype(), {N});
-  s.a = ar.alloc(dtype(), {N, D});
-  kernels::rmsnorm_forward(env_.ctx, x, P(w_norm_), eps_, s.a, s.rstd);
-  inner_->forward(slot, s.a, y);
-  kernels::axpy(1.0, x, y);
+  for (int p = 0; p < phases(); ++p) forward_phase(p, slot, x, y);
 }
 
 void ResidualLayer::backward_input(int slot, const Tensor& dy, const Tensor& dx) {
+  for (int p = 0; p < phases(); ++p) backward_phase(p, slot, dy, dx);
+}
+
+void ResidualLayer::forward_phase(int phase, int slot, const Tensor& x, const Tensor& y) {
+  Saved& s = slot_state(saved_, slot);
+  if (phase == 0) {
+    BumpArena& ar = slot_arena(slot);
+    const int64_t N = x.rows(), D = x.cols();
+    s.x = x;
+    s.rstd = ar.alloc(dtype(), {N});
+    s.a = ar.alloc(dtype(), {N, D});
+    kernels::rmsnorm_forward(env_.ctx, x, P(w_norm_), eps_, s.a, s.rstd);
+  }
+  inner_->forward_phase(phase, slot, s.a, y);
+  if (phase == phases() - 1) kernels::axpy(1.0, x, y);
+}
+
+void ResidualLayer::backward_phase(int phase, int slot, const Tensor& dy, const Tensor& dx) {
   Saved& s = saved_.at(slot);
-  BumpArena& ar = slot_arena(slot);
-  s.da = ar.alloc(dtype(), {dy.rows(), dy.cols()});
-  inner_->backward_input(slot, dy, s.da);  // dy stays valid until backward_weight (Layer contract)
-  kernels::rmsnorm_backward_input(env_.ctx, s.da, s.x, P(w_norm_), s.rstd, dx);
-  kernels::axpy(1.0, dy, dx);
+  if (phase == 0) s.da = slot_arena(slot).alloc(dtype(), {dy.rows(), dy.cols()});
+  inner_->backward_phase(phase, slot, dy, s.da);  // dy stays valid until backward_weight
+  if (phase == phases() - 1) {
+    kernels::rmsnorm_backward_input(env_.ctx, s.da, s.x, P(w_norm_), s.rstd, dx);
+    kernels::axpy(1.0, dy, dx);
+  }
 }
 
 void ResidualLayer::backward_weight(int slot) {

@@ -18,6 +18,14 @@ class Sublayer {
   // da written. The caller keeps dout alive until backward_weight of the slot.
   virtual void backward_input(int slot, const Tensor& dout, const Tensor& da) = 0;
   virtual void backward_weight(int slot) = 0;
+  // Phases as Layer's (an exchange in flight between phase p and p + 1).
+  virtual int phases() const { return 1; }
+  virtual void forward_phase(int phase, int slot, const Tensor& a, const Tensor& out) {
+    forward(slot, a, out);
+  }
+  virtual void backward_phase(int phase, int slot, const Tensor& dout, const Tensor& da) {
+    backward_input(slot, dout, da);
+  }
 };
 
 class ResidualLayer : public Layer {
@@ -28,6 +36,9 @@ class ResidualLayer : public Layer {
   void forward(int slot, const Tensor& x, const Tensor& y) override;
   void backward_input(int slot, const Tensor& dy, const Tensor& dx) override;
   void backward_weight(int slot) override;
+  int phases() const override { return inner_->phases(); }
+  void forward_phase(int phase, int slot, const Tensor& x, const Tensor& y) override;
+  void backward_phase(int phase, int slot, const Tensor& dy, const Tensor& dx) override;
   Sublayer& inner() { return *inner_; }
 
  private:

@@ -12,7 +12,7 @@ TEST_CASE("MLA attention layer gradients (q_lora > 0) match finite differences",
   Harness h(5);
   auto m = tiny_model(6);
   auto layer = core::make_attention_layer(h.env, m, "model.layers.0.");
-  h.ps.finalize(core::DType::f64);
+  h.ps.finalize();
   h.ps.init(7);
   check_layer_gradients("mla", h, *layer, 10, m.hidden_size);
 }
@@ -21,7 +21,7 @@ TEST_CASE("MLA attention layer gradients (plain q projection) match finite diffe
   Harness h(4);
   auto m = tiny_model(0);
   auto layer = core::make_attention_layer(h.env, m, "model.layers.0.");
-  h.ps.finalize(core::DType::f64);
+  h.ps.finalize();
   h.ps.init(8);
   check_layer_gradients("mla-q", h, *layer, 8, m.hidden_size);
 }
@@ -30,7 +30,7 @@ TEST_CASE("dense SwiGLU FFN layer gradients match finite differences", "[layers]
   Harness h(5);
   auto m = tiny_model();
   auto layer = core::make_ffn_layer(h.env, m, "model.layers.0.");
-  h.ps.finalize(core::DType::f64);
+  h.ps.finalize();
   h.ps.init(9);
   check_layer_gradients("ffn", h, *layer, 10, m.hidden_size);
 }
@@ -43,10 +43,10 @@ TEST_CASE("MoE layer gradients match finite differences for every balancer", "[l
       m.moe.balancer = balancer;
       m.moe.sequence_aux_loss_weight = 0.3;  // large, so its gradient is visible
       m.moe.aux_loss_weight = 0.2;
-      h.env.aux_grad_scale = 1.0;
+      h.env.slot(0).aux_grad_scale = 1.0;
       core::Moe* moe = nullptr;
-      auto layer = core::make_moe_layer(h.env, m, "model.layers.1.", &moe);
-      h.ps.finalize(core::DType::f64);
+      auto layer = core::make_moe_layer(h.env, m, "model.layers.1.", 0, &moe);
+      h.ps.finalize();
       h.ps.init(10);
       // a non-zero bias changes selection but must not enter the gradient formula
       auto bias = h.ps.buffer(moe->bias_id());
@@ -62,8 +62,8 @@ TEST_CASE("MoE layer counts every token k times and can route all tokens to one 
   auto m = tiny_model();
   m.moe.num_groups = 1;
   core::Moe* moe = nullptr;
-  auto layer = core::make_moe_layer(h.env, m, "model.layers.1.", &moe);
-  h.ps.finalize(core::DType::f64);
+  auto layer = core::make_moe_layer(h.env, m, "model.layers.1.", 0, &moe);
+  h.ps.finalize();
   h.ps.init(11);
   auto bias = h.ps.buffer(moe->bias_id());
   bias.ptr<double>()[2] = 100.0;  // every token picks expert 2 first

@@ -33,7 +33,7 @@ void run_oracle(core::DType dtype, double tol) {
   core::Activations acts(1);
   core::LayerEnv env{ctx, ps, acts, T};
   core::Mla mla(env, m, "self_attn.");
-  ps.finalize(dtype);
+  ps.finalize();
   int loaded = 0;
   for (auto& [name, w] : j["weights"].items()) {
     int id = ps.find("self_attn." + name);

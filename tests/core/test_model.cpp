@@ -127,7 +127,7 @@ TEST_CASE("expert slices are initialized by their global expert id", "[model]") 
   s.stack_first = 5;  // this rank holds experts 5 and 6
   s.std = 0.5;
   int id = ps.add(s);
-  ps.finalize(core::DType::f64);
+  ps.finalize();
   ps.init(3);
   auto t = ps.param(id);
   CHECK(t.ptr<double>()[12 + 7] == core::init_normal(3, "model.layers.1.mlp.experts.6.down_proj.weight", 7, 0.5));

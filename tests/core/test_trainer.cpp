@@ -104,7 +104,7 @@ TEST_CASE("bf16 optimizer moments train like fp32 moments, within bf16 rounding"
   b.optim.moment_dtype = "bf16";
   core::Context ctx;
   core::Trainer a(c, ctx, "", false), t(b, ctx, "", false);
-  REQUIRE(t.model().params().moment1(0).dtype == core::DType::bf16);
+  REQUIRE(t.optimizer().moment1().dtype == core::DType::bf16);
   core::StepMetrics ma, mb;
   for (int s = 0; s < 3; ++s) {
     ma = a.step();

@@ -1,56 +1,18 @@
 // Hidden micro-benchmarks of the dense ops: GEMM GFLOP/s and attention / head_ce timings at
 // model-like sizes. Run with `test_kernels "[bench]"`; "[ops]" and CTest skip them. They check
 // nothing but finiteness; the numbers are for the reader and for tuning.
-#include <time.h>
-
-#include <chrono>
 #include <cmath>
 #include <cstdio>
 #include <vector>
 
+#include "bench_timing.hpp"
 #include "common/gradcheck.hpp"
 #include "kernels/ops.hpp"
 
 using core::Tensor;
 
-namespace {
-
-double process_cpu_seconds() {
-  timespec ts;
-  clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &ts);
-  return double(ts.tv_sec) + 1e-9 * double(ts.tv_nsec);
-}
-
-// Best of `reps` runs of f, in wall seconds, after one warm-up run. On a shared machine the wall
-// time depends on the neighbours, so the CPU seconds per run (all threads, spinning included) are
-// printed too: flops / CPU seconds is a per-core rate that other load barely changes.
-template <class F>
-double best_seconds(const char* what, int reps, F&& f) {
-  f();
-  double best = 1e30;
-  const double cpu0 = process_cpu_seconds();
-  for (int i = 0; i < reps; ++i) {
-    auto t0 = std::chrono::steady_clock::now();
-    f();
-    best = std::min(best,
-                    std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count());
-  }
-  std::printf("  %s: best wall %.2f ms, mean CPU %.2f ms per run\n", what, best * 1e3,
-              (process_cpu_seconds() - cpu0) / reps * 1e3);
-  return best;
-}
-
-kernels::Context bench_context() {
-  kernels::Context ctx;
-  ctx.threads = 2;
-  core::apply_threads(ctx);
-  return ctx;
-}
-
-}  // namespace
-
 TEST_CASE("bench gemm", "[.][bench]") {
-  kernels::Context ctx = bench_context();
+  kernels::Context ctx = bench::bench_context();
   const int M = 2048, K = 512, N = 8192;
   auto A = testing::random_vector<float>(size_t(M) * K, 1),
        B = testing::random_vector<float>(size_t(K) * N, 2);
@@ -59,7 +21,7 @@ TEST_CASE("bench gemm", "[.][bench]") {
     for (bool tb : {false, true}) {
       Tensor tA = ta ? Tensor::of(A.data(), {K, M}) : Tensor::of(A.data(), {M, K});
       Tensor tB = tb ? Tensor::of(B.data(), {N, K}) : Tensor::of(B.data(), {K, N});
-      double s = best_seconds("gemm", 5, [&] {
+      double s = bench::best_seconds("gemm", 5, [&] {
         kernels::gemm(ctx, tA, ta, tB, tb, Tensor::of(C.data(), {M, N}));
       });
       std::printf("gemm f32 [%d x %d] x [%d x %d] ta %d tb %d: %.2f ms, %.1f GFLOP/s\n", M, K, K, N,
@@ -69,7 +31,7 @@ TEST_CASE("bench gemm", "[.][bench]") {
 }
 
 TEST_CASE("bench attention", "[.][bench]") {
-  kernels::Context ctx = bench_context();
+  kernels::Context ctx = bench::bench_context();
   const int B = 4, T = 512, H = 8, Dqk = 48, Dv = 32;
   const size_t nq = size_t(B) * T * H * Dqk, nv = size_t(B) * T * H * Dv;
   auto q = testing::random_vector<float>(nq, 3), k = testing::random_vector<float>(nq, 4);
@@ -79,9 +41,9 @@ TEST_CASE("bench attention", "[.][bench]") {
   auto tv = Tensor::of(v.data(), {B * T, H, Dv}), to = Tensor::of(out.data(), {B * T, H, Dv});
   auto tl = Tensor::of(lse.data(), {B, H, T});
   const double scale = 1.0 / std::sqrt(double(Dqk));
-  double f = best_seconds("attention_forward", 5,
+  double f = bench::best_seconds("attention_forward", 5,
                           [&] { kernels::attention_forward(ctx, tq, tk, tv, T, scale, to, tl); });
-  double b = best_seconds("attention_backward", 5, [&] {
+  double b = bench::best_seconds("attention_backward", 5, [&] {
     kernels::attention_backward(ctx, Tensor::of(dout.data(), {B * T, H, Dv}), tq, tk, tv, to, tl, T,
                                 scale, Tensor::of(dq.data(), {B * T, H, Dqk}),
                                 Tensor::of(dk.data(), {B * T, H, Dqk}),
@@ -100,7 +62,7 @@ TEST_CASE("bench attention", "[.][bench]") {
 namespace {
 
 void bench_head_ce(int N, int D, int V) {
-  kernels::Context ctx = bench_context();
+  kernels::Context ctx = bench::bench_context();
   auto x = testing::random_vector<float>(size_t(N) * D, 7),
        W = testing::random_vector<float>(size_t(V) * D, 8, 0.05);
   std::vector<int32_t> targets(N);
@@ -108,10 +70,10 @@ void bench_head_ce(int N, int D, int V) {
   std::vector<float> losses(N), lse(N), dx(size_t(N) * D), dW(size_t(V) * D);
   auto tx = Tensor::of(x.data(), {N, D}), tW = Tensor::of(W.data(), {V, D});
   auto tt = Tensor::of(targets.data(), {N}), tl = Tensor::of(lse.data(), {N});
-  double f = best_seconds("head_ce_forward", 3, [&] {
+  double f = bench::best_seconds("head_ce_forward", 3, [&] {
     kernels::head_ce_forward(ctx, tx, tW, tt, Tensor::of(losses.data(), {N}), tl);
   });
-  double b = best_seconds("head_ce_backward", 3, [&] {
+  double b = bench::best_seconds("head_ce_backward", 3, [&] {
     kernels::head_ce_backward(ctx, tx, tW, tt, tl, 1.0 / N, Tensor::of(dx.data(), {N, D}),
                               Tensor::of(dW.data(), {V, D}));
   });

@@ -1,0 +1,290 @@
+// The schedule interpreter: slots, queued messages, the weight FIFO and overlapped pairs.
+#include "parallel/executor.hpp"
+
+#include <algorithm>
+#include <chrono>
+
+#include "core/error.hpp"
+#include "kernels/ops.hpp"
+
+namespace parallel {
+namespace {
+
+double now_s() {
+  return std::chrono::duration<double>(std::chrono::steady_clock::now().time_since_epoch()).count();
+}
+
+}  // namespace
+
+std::vector<int> Executor::slots_needed(const Schedule& schedule) {
+  InFlightPeaks peaks = in_flight_peaks(schedule);
+  std::vector<int> slots;
+  for (int s : peaks.slots) slots.push_back(std::max(1, s));
+  return slots;
+}
+
+Executor::Executor(const Schedule& schedule, core::Model& model, Communicator& pp, bool overlap)
+    : sched_(schedule), model_(model), pp_(pp), overlap_(overlap) {
+  const std::vector<int> slots = slots_needed(schedule);
+  const int micro = sched_.micro_per_chunk();
+  for (size_t c = 0; c < sched_.places.size(); ++c) {
+    ChunkState cs;
+    cs.stage = model.find_stage(sched_.places[c].stage);
+    FLOT_CHECK(cs.stage, "rank {} holds no stage {} for its chunk {}", sched_.rank,
+               sched_.places[c].stage, c);
+    FLOT_CHECK(cs.stage->slots() >= slots[c], "stage {} has {} slots, the schedule needs {}",
+               sched_.places[c].stage, cs.stage->slots(), slots[c]);
+    for (int s = cs.stage->slots() - 1; s >= 0; --s) cs.free_slots.push_back(s);
+    cs.slot_of.assign(micro, -1);
+    cs.input.assign(micro, core::Tensor());
+    cs.dy.assign(micro, core::Tensor());
+    cs.sends_pending.assign(cs.stage->slots(), 0);
+    cs.done.assign(cs.stage->slots(), false);
+    chunks_.push_back(std::move(cs));
+  }
+}
+
+int Executor::global_micro(int chunk, int micro) const {
+  if (sched_.kind == ScheduleKind::dualpipe && chunk == 1) return sched_.chunks / 2 + micro;
+  return micro;
+}
+
+int Executor::acquire(int chunk, int micro) {
+  ChunkState& cs = chunks_[chunk];
+  if (cs.slot_of[micro] >= 0) return cs.slot_of[micro];
+  FLOT_CHECK(!cs.free_slots.empty(), "rank {} chunk {}: no free activation slot for micro-batch {}",
+             sched_.rank, chunk, micro);
+  const int slot = cs.free_slots.back();
+  cs.free_slots.pop_back();
+  cs.slot_of[micro] = slot;
+  cs.sends_pending[slot] = 0;
+  cs.done[slot] = false;
+  return slot;
+}
+
+void Executor::release_if_idle(int chunk, int slot) {
+  ChunkState& cs = chunks_[chunk];
+  if (!cs.done[slot] || cs.sends_pending[slot] > 0) return;
+  cs.done[slot] = false;
+  for (auto& s : cs.slot_of)
+    if (s == slot) s = -1;
+  cs.free_slots.push_back(slot);
+}
+
+void Executor::commit() {
+  if (q_sends_.empty() && q_recvs_.empty()) return;
+  pp_.send_recv(q_sends_, q_recvs_, Traffic::pipeline)->wait();
+  q_sends_.clear();
+  q_recvs_.clear();
+  // Sent outputs and gradients may now be freed with their slots (the reference's to_free).
+  auto sent = std::move(q_sent_from_);
+  q_sent_from_.clear();
+  for (const auto& s : sent) {
+    --chunks_[s.chunk].sends_pending[s.slot];
+    release_if_idle(s.chunk, s.slot);
+  }
+}
+
+void Executor::forward(int chunk, int micro, const BatchFn& batch, const core::LossScales& scales,
+                       StepRun& r) {
+  (void)r;
+  ChunkState& cs = chunks_[chunk];
+  const ChunkPlace& place = sched_.places[chunk];
+  const int slot = acquire(chunk, micro);
+  core::Tensor input;
+  if (place.local_in) {
+    // DualPipeV's turn: the other chunk's output of this micro-batch, copied into this slot
+    // (the other chunk frees its copy with its own slot).
+    ChunkState& other = chunks_[1 - chunk];
+    input = cs.stage->alloc_hidden(slot);
+    kernels::copy(other.stage->output(other.slot_of.at(micro)), input);
+  } else if (!place.first_stage()) {
+    input = cs.input[micro];
+    FLOT_CHECK(!input.empty(), "rank {} chunk {}: forward of micro-batch {} before its input arrived",
+               sched_.rank, chunk, micro);
+  }
+  cs.stage->forward_begin(slot, batch(global_micro(chunk, micro)), input, scales, true);
+}
+
+void Executor::finish_forward(int chunk, int micro, StepRun& r) {
+  ChunkState& cs = chunks_[chunk];
+  const core::MicroLosses& L = cs.stage->losses(cs.slot_of[micro]);
+  r.aux += L.aux;
+  if (sched_.places[chunk].last_stage(sched_.num_stages)) {
+    r.losses.lm_sum += L.lm_sum;
+    r.losses.lm_tokens += L.lm_tokens;
+    r.losses.mtp_sum.resize(L.mtp_sum.size(), 0.0);
+    r.losses.mtp_tokens.resize(L.mtp_tokens.size(), 0);
+    for (size_t k = 0; k < L.mtp_sum.size(); ++k) {
+      r.losses.mtp_sum[k] += L.mtp_sum[k];
+      r.losses.mtp_tokens[k] += L.mtp_tokens[k];
+    }
+  }
+  cs.input[micro] = core::Tensor();
+  r.peak_activations = std::max(r.peak_activations, ++in_flight_);
+}
+
+void Executor::backward_begin(int chunk, int micro) {
+  ChunkState& cs = chunks_[chunk];
+  const ChunkPlace& place = sched_.places[chunk];
+  const int slot = cs.slot_of.at(micro);
+  FLOT_CHECK(slot >= 0, "rank {} chunk {}: backward of micro-batch {} without its forward",
+             sched_.rank, chunk, micro);
+  core::Tensor dy;
+  if (!place.last_stage(sched_.num_stages)) {
+    dy = cs.dy[micro];
+    FLOT_CHECK(!dy.empty(), "rank {} chunk {}: backward of micro-batch {} before its gradient arrived",
+               sched_.rank, chunk, micro);
+  }
+  cs.stage->backward_begin(slot, dy);
+}
+
+void Executor::backward_end(int chunk, int micro, bool zero_bubble) {
+  ChunkState& cs = chunks_[chunk];
+  const ChunkPlace& place = sched_.places[chunk];
+  --in_flight_;
+  if (place.local_in) {
+    // DualPipeV's turn backwards: this chunk's input gradient is the other chunk's output
+    // gradient; copied now, before this slot can be freed by the weight pass.
+    ChunkState& other = chunks_[1 - chunk];
+    const int oslot = other.slot_of.at(micro);
+    other.dy[micro] = other.stage->alloc_hidden(oslot);
+    kernels::copy(cs.stage->input_grad(cs.slot_of[micro]), other.dy[micro]);
+  }
+  cs.dy[micro] = core::Tensor();
+  if (zero_bubble)
+    weight_fifo_.emplace_back(chunk, micro);
+  else
+    weight(chunk, micro);
+}
+
+void Executor::weight(int chunk, int micro) {
+  ChunkState& cs = chunks_[chunk];
+  const int slot = cs.slot_of.at(micro);
+  cs.stage->backward_weight(slot);
+  cs.done[slot] = true;
+  release_if_idle(chunk, slot);
+}
+
+void Executor::forward_backward(const Action& a, const BatchFn& batch, const core::LossScales& scales,
+                                StepRun& r) {
+  forward(a.chunk, a.micro, batch, scales, r);
+  backward_begin(a.chunk_b, a.micro_b);
+  core::Stage& fs = *chunks_[a.chunk].stage;
+  core::Stage& bs = *chunks_[a.chunk_b].stage;
+  const int fslot = chunks_[a.chunk].slot_of[a.micro], bslot = chunks_[a.chunk_b].slot_of[a.micro_b];
+  const int fp = fs.forward_pieces(), bp = bs.backward_pieces();
+  double t = now_s();
+  auto tick = [&](double& into) {
+    const double n = now_s();
+    into += n - t;
+    t = n;
+  };
+  if (overlap_) {
+    // Each piece ends with an exchange in flight; the other micro-batch's next piece runs
+    // while it travels.
+    for (int i = 0; i < std::max(fp, bp); ++i) {
+      if (i < fp) {
+        fs.forward_piece(fslot, i);
+        tick(r.forward_s);
+      }
+      if (i < bp) {
+        bs.backward_piece(bslot, i);
+        tick(r.backward_s);
+      }
+    }
+  } else {
+    for (int i = 0; i < fp; ++i) fs.forward_piece(fslot, i);
+    tick(r.forward_s);
+    for (int i = 0; i < bp; ++i) bs.backward_piece(bslot, i);
+    tick(r.backward_s);
+  }
+  finish_forward(a.chunk, a.micro, r);
+  backward_end(a.chunk_b, a.micro_b, /*zero_bubble=*/false);
+  tick(r.backward_s);
+}
+
+StepRun Executor::run(const BatchFn& batch, const core::LossScales& scales, bool record_trace) {
+  StepRun r;
+  weight_fifo_.clear();
+  in_flight_ = 0;
+  const double t0 = now_s();
+  for (const Action& a : sched_.actions) {
+    ChunkState& cs = a.kind == ActionKind::commit ? chunks_[0] : chunks_[a.chunk];
+    const ChunkPlace& place = sched_.places[a.kind == ActionKind::commit ? 0 : a.chunk];
+    const double start = now_s();
+    bool compute = a.is_compute();
+    switch (a.kind) {
+      case ActionKind::recv_forward: {
+        const int slot = acquire(a.chunk, a.micro);
+        cs.input[a.micro] = cs.stage->alloc_hidden(slot);
+        q_recvs_.push_back({cs.input[a.micro], place.prev_rank, tag(true, place.stage)});
+        break;
+      }
+      case ActionKind::recv_backward: {
+        const int slot = cs.slot_of.at(a.micro);
+        FLOT_CHECK(slot >= 0, "gradient of micro-batch {} expected before its forward", a.micro);
+        cs.dy[a.micro] = cs.stage->alloc_hidden(slot);
+        q_recvs_.push_back({cs.dy[a.micro], place.next_rank, tag(false, place.stage)});
+        break;
+      }
+      case ActionKind::send_forward: {
+        const int slot = cs.slot_of.at(a.micro);
+        q_sends_.push_back({cs.stage->output(slot), place.next_rank, tag(true, place.stage + 1)});
+        ++cs.sends_pending[slot];
+        q_sent_from_.push_back({a.chunk, slot});
+        break;
+      }
+      case ActionKind::send_backward: {
+        const int slot = cs.slot_of.at(a.micro);
+        q_sends_.push_back({cs.stage->input_grad(slot), place.prev_rank, tag(false, place.stage - 1)});
+        ++cs.sends_pending[slot];
+        q_sent_from_.push_back({a.chunk, slot});
+        break;
+      }
+      case ActionKind::commit:
+        commit();
+        r.wait_s += now_s() - start;
+        break;
+      case ActionKind::forward: {
+        forward(a.chunk, a.micro, batch, scales, r);
+        const int slot = cs.slot_of[a.micro];
+        for (int p = 0; p < cs.stage->forward_pieces(); ++p) cs.stage->forward_piece(slot, p);
+        finish_forward(a.chunk, a.micro, r);
+        r.forward_s += now_s() - start;
+        break;
+      }
+      case ActionKind::backward: {
+        backward_begin(a.chunk, a.micro);
+        const int slot = cs.slot_of[a.micro];
+        for (int p = 0; p < cs.stage->backward_pieces(); ++p) cs.stage->backward_piece(slot, p);
+        backward_end(a.chunk, a.micro, a.zero_bubble);
+        r.backward_s += now_s() - start;
+        break;
+      }
+      case ActionKind::weight: {
+        FLOT_CHECK(!weight_fifo_.empty() && weight_fifo_.front() == std::make_pair(a.chunk, a.micro),
+                   "rank {}: weight pass W{}.{} is not the next one deferred", sched_.rank, a.chunk,
+                   a.micro);
+        weight_fifo_.erase(weight_fifo_.begin());
+        weight(a.chunk, a.micro);
+        r.backward_s += now_s() - start;
+        break;
+      }
+      case ActionKind::forward_backward:
+        forward_backward(a, batch, scales, r);
+        break;
+    }
+    const double end = now_s();
+    if (compute) r.compute_s += end - start;
+    if (record_trace && (compute || a.kind == ActionKind::commit))
+      r.trace.push_back({compute ? action_label(a) : std::string("wait"), compute ? "compute" : "wait",
+                         start - t0, end - t0});
+  }
+  commit();
+  FLOT_CHECK(weight_fifo_.empty(), "rank {}: {} weight passes left after the schedule", sched_.rank,
+             weight_fifo_.size());
+  return r;
+}
+
+}  // namespace parallel

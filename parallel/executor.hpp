@@ -1,0 +1,93 @@
+// Executor: runs one rank's schedule (parallel/schedule.hpp) for one optimizer step over the
+// stages this rank holds.
+//
+// It interprets the action list literally: receives and sends are queued and a commit posts them
+// as one batch on the pipeline communicator and waits (DualPipe's rule), forwards and backwards
+// run on the chunk's stage in an activation slot taken when the micro-batch first arrives and
+// returned after its weight pass (and after every message that reads it has left), input-only
+// backwards queue their weight pass in a FIFO that `weight` actions pop, and a forward/backward
+// pair interleaves the pieces of the two micro-batches (Stage pieces) so that each expert
+// exchange travels while the other micro-batch computes (parallel.overlap; off: forward, then
+// backward). DualPipeV's turn on the last rank is a local copy between the two chunks.
+//
+// Per action it records start and end times (compute, and the time spent waiting for
+// messages), for the Chrome trace and the bubble / exposed-communication figures.
+#pragma once
+
+#include <functional>
+#include <string>
+#include <vector>
+
+#include "core/model.hpp"
+#include "parallel/communicator.hpp"
+#include "parallel/schedule.hpp"
+
+namespace parallel {
+
+// One timed interval of a rank's step, for traces.
+struct TraceEvent {
+  std::string name;  // "F0.3", "(F0.3&B1.1)", "commit", "W0.2", ...
+  const char* cat;   // "compute", "wait"
+  double start, end;  // seconds since the step started
+};
+
+struct StepRun {
+  core::MicroLosses losses;           // summed over the micro-batches this rank finished (last stages)
+  double aux = 0;                     // balance losses of every stage of this rank, already scaled
+  double compute_s = 0, wait_s = 0;   // time in compute actions, and waiting in commits
+  double forward_s = 0, backward_s = 0;  // compute split (a pair counts in both, by pieces)
+  int peak_activations = 0;           // chunk forwards in flight whose input pass has not run
+  std::vector<TraceEvent> trace;
+};
+
+class Executor {
+ public:
+  // batch(global_micro) returns the micro-batch of this step with that index (this dp rank's).
+  using BatchFn = std::function<const core::data::MicroBatch&(int global_micro)>;
+
+  Executor(const Schedule& schedule, core::Model& model, Communicator& pp, bool overlap);
+  // Activation slots each local chunk needs (to build the model with).
+  static std::vector<int> slots_needed(const Schedule& schedule);
+  // The global micro-batch index of (chunk, micro) in this step.
+  int global_micro(int chunk, int micro) const;
+  const Schedule& schedule() const { return sched_; }
+  // Runs every action of the schedule; gradients accumulate into the model's ParamStore.
+  StepRun run(const BatchFn& batch, const core::LossScales& scales, bool record_trace);
+
+ private:
+  struct ChunkState {
+    core::Stage* stage = nullptr;
+    std::vector<int> free_slots;
+    std::vector<int> slot_of;          // per micro, -1 = none
+    std::vector<core::Tensor> input;   // received (or turned) forward input, per micro
+    std::vector<core::Tensor> dy;      // received output gradient, per micro
+    std::vector<int> sends_pending;    // per slot: messages reading it that have not left
+    std::vector<bool> done;            // per slot: weight pass ran, free once sends left
+    int next_send_f = 0, next_send_b = 0;
+  };
+  int acquire(int chunk, int micro);
+  void release_if_idle(int chunk, int slot);
+  void commit();
+  void forward(int chunk, int micro, const BatchFn& batch, const core::LossScales& scales, StepRun& r);
+  void forward_backward(const Action& a, const BatchFn& batch, const core::LossScales& scales, StepRun& r);
+  void backward_begin(int chunk, int micro);
+  void backward_end(int chunk, int micro, bool zero_bubble);
+  void weight(int chunk, int micro);
+  void finish_forward(int chunk, int micro, StepRun& r);
+  int tag(bool forward, int receiving_stage) const { return 2 * receiving_stage + (forward ? 0 : 1); }
+
+  Schedule sched_;
+  core::Model& model_;
+  Communicator& pp_;
+  bool overlap_;
+  std::vector<ChunkState> chunks_;
+  std::vector<Message> q_sends_, q_recvs_;
+  struct SentFrom {
+    int chunk, slot;
+  };
+  std::vector<SentFrom> q_sent_from_;
+  std::vector<std::pair<int, int>> weight_fifo_;  // (chunk, micro)
+  int in_flight_ = 0;
+};
+
+}  // namespace parallel

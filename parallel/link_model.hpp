@@ -1,0 +1,31 @@
+// LinkModel: the emulated network link of one rank (parallel.link.bandwidth_gbps / latency_us).
+//
+// A message of b bytes completes no earlier than latency + 8b / bandwidth after it was posted,
+// and the messages leaving one rank share its bandwidth: they are serialized on one outgoing link
+// in posting order, so two messages posted together finish one after the other. The MPI
+// communicator posts each outgoing message at the arrival time this model gives it, which delays
+// the receiver exactly as a slower network would. Pure arithmetic, so it is tested on its own.
+#pragma once
+
+#include <cstdint>
+
+namespace parallel {
+
+class LinkModel {
+ public:
+  LinkModel() = default;
+  LinkModel(double bandwidth_gbps, double latency_us);
+  // Off when the bandwidth is 0: messages leave at once.
+  bool enabled() const { return seconds_per_byte_ > 0; }
+  // The time (same clock as `now`, seconds) at which a message of `bytes` posted at `now` has
+  // arrived, and the link is busy until it has left. extra_latency_steps adds that many further
+  // latencies (collectives made of several dependent messages).
+  double arrival(double now, int64_t bytes, int extra_latency_steps = 0);
+  double latency_s() const { return latency_s_; }
+
+ private:
+  double seconds_per_byte_ = 0, latency_s_ = 0;
+  double free_at_ = 0;  // when the outgoing link has sent everything queued so far
+};
+
+}  // namespace parallel

@@ -1,0 +1,43 @@
+// The MPI implementation of Communicator and the process-wide MPI runtime.
+//
+// MpiRuntime initializes MPI (MPI_THREAD_MULTIPLE: the communication thread posts and tests
+// while the main thread may split communicators or abort), starts the Engine (the communication
+// thread), installs the fatal handler that ends the whole job with MPI_Abort, and finalizes MPI
+// on destruction. Every communicator of the process shares its Engine, so all of them progress on
+// one thread and their messages share one emulated link.
+#pragma once
+
+#include <memory>
+#include <string>
+
+#include "core/config.hpp"
+#include "parallel/communicator.hpp"
+
+namespace parallel {
+
+// True between this process's MPI initialization and finalization in a job of several ranks.
+bool mpi_active();
+
+class MpiRuntime {
+ public:
+  // Initializes MPI. comm_timeout_s and the link come from the validated config.
+  MpiRuntime(double comm_timeout_s, double bandwidth_gbps, double latency_us);
+  ~MpiRuntime();
+  MpiRuntime(const MpiRuntime&) = delete;
+  MpiRuntime& operator=(const MpiRuntime&) = delete;
+  // The world communicator (owned by the runtime; valid until it is destroyed).
+  Communicator& world();
+  int world_rank() const;
+  int world_size() const;
+  // A duplicate of the world on its own communication thread and emulated link (collective):
+  // for tests and benchmarks that compare link settings within one job.
+  std::unique_ptr<Communicator> make_world(const std::string& name, double bandwidth_gbps,
+                                           double latency_us);
+
+  struct Impl;
+
+ private:
+  std::unique_ptr<Impl> impl_;
+};
+
+}  // namespace parallel

@@ -1,0 +1,175 @@
+// The communication thread: a queue of operations, progressed by MPI_Testall with a back-off.
+#include "parallel/mpi_engine.hpp"
+
+#include <fmt/format.h>
+#include <sys/prctl.h>
+
+#include <algorithm>
+#include <chrono>
+#include <limits>
+
+#include "core/error.hpp"
+#include "parallel/mpi_check.hpp"
+
+namespace parallel::mpi {
+
+double now_s() {
+  return std::chrono::duration<double>(std::chrono::steady_clock::now().time_since_epoch()).count();
+}
+
+void RequestOp::add(double at, PostFn fn) {
+  auto it = std::upper_bound(posts_.begin() + next_, posts_.end(), at,
+                             [](double t, const Post& p) { return t < p.at; });
+  posts_.insert(it, Post{at, std::move(fn)});
+}
+
+bool RequestOp::progress(double now, double* wake, bool* polling) {
+  while (next_ < posts_.size() && posts_[next_].at <= now) posts_[next_++].fn(reqs_);
+  if (next_ < posts_.size()) *wake = std::min(*wake, posts_[next_].at);
+  if (!reqs_.empty()) {
+    int flag = 0;
+    FLOT_MPI(MPI_Testall(static_cast<int>(reqs_.size()), reqs_.data(), &flag, MPI_STATUSES_IGNORE));
+    if (!flag) {
+      *polling = true;
+      return false;
+    }
+    reqs_.clear();
+  }
+  return next_ == posts_.size();
+}
+
+namespace {
+
+class OpHandle : public Handle {
+ public:
+  OpHandle(Engine& e, std::shared_ptr<Op> op) : engine_(e), op_(std::move(op)) {}
+  ~OpHandle() override {
+    // A handle dropped in flight would leave buffers in use by the communication thread.
+    if (!op_->complete.load()) core::fatal("a communication handle was dropped before completion: " + op_->what);
+  }
+  void wait() override { engine_.wait(*op_); }
+  bool done() override { return op_->complete.load(); }
+
+ private:
+  Engine& engine_;
+  std::shared_ptr<Op> op_;
+};
+
+// Polls between 20 us and 100 us while requests are pending: MPI on CPUs progresses only when
+// tested, and a tighter loop would take a core from the compute thread of this or another rank.
+double backoff_s(int idle_polls) {
+  return std::min(100e-6, 20e-6 * (1 << std::min(idle_polls, 3)));
+}
+
+}  // namespace
+
+Engine::Engine(int world_rank, double timeout_s, LinkModel link)
+    : world_rank_(world_rank), timeout_s_(timeout_s), link_(link) {
+  thread_ = std::thread([this] {
+    // Sleeps of a few tens of microseconds must not be rounded up to the default 50 us slack.
+    prctl(PR_SET_TIMERSLACK, 1000UL, 0, 0, 0);
+    loop();
+  });
+}
+
+Engine::~Engine() {
+  {
+    std::lock_guard<std::mutex> lk(mu_);
+    stop_ = true;
+  }
+  work_cv_.notify_all();
+  if (thread_.joinable()) thread_.join();
+}
+
+HandlePtr Engine::submit(std::shared_ptr<Op> op) {
+  {
+    std::lock_guard<std::mutex> lk(mu_);
+    if (pending_++ == 0) busy_since_ = now_s();
+    incoming_.push_back(op);
+  }
+  work_cv_.notify_one();
+  return std::make_unique<OpHandle>(*this, std::move(op));
+}
+
+double Engine::arrival(int64_t bytes, int extra_latency_steps) {
+  std::lock_guard<std::mutex> lk(mu_);
+  return link_.arrival(now_s(), bytes, extra_latency_steps);
+}
+
+void Engine::count_bytes(Traffic t, int64_t bytes) {
+  std::lock_guard<std::mutex> lk(mu_);
+  stats_.bytes_sent[static_cast<int>(t)] += bytes;
+}
+
+CommStats Engine::stats() const {
+  std::lock_guard<std::mutex> lk(mu_);
+  CommStats s = stats_;
+  if (pending_ > 0) s.in_flight_s += now_s() - busy_since_;
+  return s;
+}
+
+void Engine::wait(Op& op) {
+  if (op.complete.load()) return;
+  const double t0 = now_s();
+  std::unique_lock<std::mutex> lk(mu_);
+  const auto deadline = std::chrono::steady_clock::now() +
+                        std::chrono::duration_cast<std::chrono::steady_clock::duration>(
+                            std::chrono::duration<double>(timeout_s_));
+  bool ok = done_cv_.wait_until(lk, deadline, [&] { return op.complete.load(); });
+  stats_.wait_s[static_cast<int>(op.traffic)] += now_s() - t0;
+  if (!ok) {
+    lk.unlock();
+    core::fatal(fmt::format(
+        "rank {}: no progress for {:g} s (runtime.comm_timeout_s) waiting for {}; a peer rank "
+        "stopped responding or died. Ending the whole job.",
+        world_rank_, timeout_s_, op.what));
+  }
+}
+
+void Engine::finish(Op& op, double now) {
+  {
+    std::lock_guard<std::mutex> lk(mu_);
+    op.complete.store(true);
+    if (--pending_ == 0) stats_.in_flight_s += now - busy_since_;
+  }
+  done_cv_.notify_all();
+}
+
+void Engine::loop() {
+  std::vector<std::shared_ptr<Op>> active;
+  int idle_polls = 0;
+  for (;;) {
+    {
+      std::unique_lock<std::mutex> lk(mu_);
+      if (active.empty())
+        work_cv_.wait(lk, [&] { return stop_ || !incoming_.empty(); });
+      if (stop_) return;  // every handle has been waited on by then; nothing is left to progress
+      for (auto& op : incoming_) active.push_back(std::move(op));
+      incoming_.clear();
+    }
+    const double now = now_s();
+    double wake = std::numeric_limits<double>::infinity();
+    bool polling = false, finished = false;
+    for (size_t i = 0; i < active.size();) {
+      if (active[i]->progress(now, &wake, &polling)) {
+        finish(*active[i], now_s());
+        active.erase(active.begin() + static_cast<std::ptrdiff_t>(i));
+        finished = true;
+      } else {
+        ++i;
+      }
+    }
+    if (active.empty() || finished) {
+      idle_polls = 0;
+      continue;
+    }
+    double sleep = polling ? backoff_s(idle_polls++) : wake - now;
+    sleep = std::min(sleep, wake - now);
+    if (sleep <= 0) continue;
+    std::unique_lock<std::mutex> lk(mu_);
+    work_cv_.wait_for(lk, std::chrono::duration<double>(sleep),
+                      [&] { return stop_ || !incoming_.empty(); });
+  }
+}
+
+}  // namespace parallel::mpi

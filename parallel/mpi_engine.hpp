@@ -1,0 +1,96 @@
+// Engine: the communication thread of an MPI process and the operations it progresses.
+//
+// Every MPI request of every communicator of the process is posted and tested by this one
+// thread, so messages move while the compute thread works (CPU MPI progresses only inside MPI
+// calls). The thread sleeps on a condition variable while nothing is pending, and polls with a
+// short, growing back-off while requests are in flight, so an idle rank does not steal a core
+// from compute. The emulated link (LinkModel) is applied by posting each outgoing message at its
+// arrival time. Waits time out after runtime.comm_timeout_s and end the job with the rank, group
+// and operation in the message.
+#pragma once
+
+#include <mpi.h>
+
+#include <atomic>
+#include <condition_variable>
+#include <functional>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "parallel/communicator.hpp"
+#include "parallel/link_model.hpp"
+
+namespace parallel::mpi {
+
+// Seconds on the steady clock (the time base of the link model and the statistics).
+double now_s();
+
+// An operation the communication thread progresses until it completes.
+class Op {
+ public:
+  virtual ~Op() = default;
+  // On the communication thread: post what is due, test what is posted; true once complete.
+  // Lowers *wake to the time of the next timed post; sets *polling while MPI requests are
+  // pending (they progress only when tested).
+  virtual bool progress(double now, double* wake, bool* polling) = 0;
+  std::string what;  // "all_to_all_v of 1.5 MiB on ep (2 ranks)", for timeout messages
+  Traffic traffic = Traffic::other;
+  std::atomic<bool> complete{false};
+};
+
+// MPI requests, each posted at its time (receives at once, sends at their emulated arrival).
+class RequestOp : public Op {
+ public:
+  using PostFn = std::function<void(std::vector<MPI_Request>&)>;
+  void add(double at, PostFn fn);
+  bool progress(double now, double* wake, bool* polling) override;
+
+ private:
+  struct Post {
+    double at;
+    PostFn fn;
+  };
+  std::vector<Post> posts_;  // in time order
+  size_t next_ = 0;
+  std::vector<MPI_Request> reqs_;
+};
+
+class Engine {
+ public:
+  Engine(int world_rank, double timeout_s, LinkModel link);
+  ~Engine();
+  Engine(const Engine&) = delete;
+  Engine& operator=(const Engine&) = delete;
+
+  // Hands an operation to the communication thread (callable from any thread, the
+  // communication thread included) and returns its handle.
+  HandlePtr submit(std::shared_ptr<Op> op);
+  // Blocks until op completes; after the timeout, ends the job naming the operation.
+  void wait(Op& op);
+  // The emulated arrival time of a message of `bytes` leaving now (see LinkModel).
+  double arrival(int64_t bytes, int extra_latency_steps = 0);
+  bool link_enabled() const { return link_.enabled(); }
+  void count_bytes(Traffic t, int64_t bytes);
+  CommStats stats() const;
+  int world_rank() const { return world_rank_; }
+
+ private:
+  void loop();
+  void finish(Op& op, double now);
+  const int world_rank_;
+  const double timeout_s_;
+  mutable std::mutex mu_;
+  std::condition_variable work_cv_, done_cv_;
+  std::vector<std::shared_ptr<Op>> incoming_;
+  bool stop_ = false;
+  LinkModel link_;       // guarded by mu_
+  CommStats stats_;      // guarded by mu_
+  int pending_ = 0;      // submitted, not yet complete
+  double busy_since_ = 0;
+  std::thread thread_;
+};
+
+}  // namespace parallel::mpi

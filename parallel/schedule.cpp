@@ -1,0 +1,316 @@
+// The schedule generators. DualPipe and DualPipeV follow DeepSeek's reference step() phase by
+// phase, with its communication calls in the same places; 1F1B and sequential are written in the
+// same verbs (forward chunk, backward chunk, pair, weight chunk, commit-and-wait).
+#include "parallel/schedule.hpp"
+
+#include <algorithm>
+#include <deque>
+
+#include "core/error.hpp"
+
+namespace parallel {
+
+ScheduleKind schedule_kind_from_name(const std::string& name) {
+  if (name == "sequential") return ScheduleKind::sequential;
+  if (name == "1f1b") return ScheduleKind::one_f_one_b;
+  if (name == "dualpipe") return ScheduleKind::dualpipe;
+  if (name == "dualpipev") return ScheduleKind::dualpipev;
+  FLOT_THROW(core::ConfigError,
+             "unknown pipeline schedule '{}'; choose one of sequential, 1f1b, dualpipe, dualpipev",
+             name);
+}
+
+const char* schedule_kind_name(ScheduleKind k) {
+  switch (k) {
+    case ScheduleKind::sequential:
+      return "sequential";
+    case ScheduleKind::one_f_one_b:
+      return "1f1b";
+    case ScheduleKind::dualpipe:
+      return "dualpipe";
+    case ScheduleKind::dualpipev:
+      return "dualpipev";
+  }
+  return "?";
+}
+
+int Schedule::micro_per_chunk() const {
+  return kind == ScheduleKind::dualpipe ? chunks / 2 : chunks;
+}
+
+namespace {
+
+void check_preconditions(ScheduleKind kind, int pp, int chunks, int rank) {
+  const char* name = schedule_kind_name(kind);
+  if (pp < 1) FLOT_THROW(core::ConfigError, "{}: pipeline size must be >= 1 (pp = {})", name, pp);
+  if (chunks < 1)
+    FLOT_THROW(core::ConfigError, "{}: needs at least one micro-batch (chunks = {})", name, chunks);
+  if (rank < 0 || rank >= pp)
+    FLOT_THROW(core::ConfigError, "{}: rank {} is outside the pipeline of pp = {} ranks", name,
+               rank, pp);
+  switch (kind) {
+    case ScheduleKind::sequential:
+      if (pp != 1)
+        FLOT_THROW(core::ConfigError,
+                   "sequential runs without a pipeline and needs pp = 1 (pp = {}); use 1f1b, "
+                   "dualpipe or dualpipev for pp > 1",
+                   pp);
+      break;
+    case ScheduleKind::one_f_one_b:
+      if (chunks < pp)
+        FLOT_THROW(core::ConfigError,
+                   "1f1b needs chunks >= pp micro-batches (chunks = {}, pp = {})", chunks, pp);
+      break;
+    case ScheduleKind::dualpipe:
+      if (pp % 2 != 0)
+        FLOT_THROW(core::ConfigError,
+                   "dualpipe needs an even pipeline size (pp = {}); dualpipev allows odd sizes",
+                   pp);
+      if (chunks % 2 != 0 || chunks < 2 * pp)
+        FLOT_THROW(
+            core::ConfigError,
+            "dualpipe needs an even number of chunks >= 2*pp (chunks = {}, pp = {}, 2*pp = {})",
+            chunks, pp, 2 * pp);
+      break;
+    case ScheduleKind::dualpipev:
+      if (chunks < 2 * pp)
+        FLOT_THROW(core::ConfigError,
+                   "dualpipev needs chunks >= 2*pp (chunks = {}, pp = {}, 2*pp = {})", chunks, pp,
+                   2 * pp);
+      break;
+  }
+}
+
+std::vector<ChunkPlace> make_places(ScheduleKind kind, int pp, int rank) {
+  const int below = rank > 0 ? rank - 1 : -1;       // neighbour towards rank 0
+  const int above = rank < pp - 1 ? rank + 1 : -1;  // neighbour towards rank pp-1
+  ChunkPlace down;                                  // stage rank, data flows 0 -> pp-1
+  down.stage = rank;
+  down.prev_rank = below;
+  down.next_rank = above;
+  if (kind == ScheduleKind::sequential || kind == ScheduleKind::one_f_one_b) return {down};
+  ChunkPlace up;  // data flows pp-1 -> 0
+  up.prev_rank = above;
+  up.next_rank = below;
+  if (kind == ScheduleKind::dualpipe) {
+    up.stage = pp - 1 - rank;
+  } else {
+    up.stage = 2 * pp - 1 - rank;
+    // The last rank turns the V: its chunk 0 feeds its chunk 1 in memory.
+    down.local_out = rank == pp - 1;
+    up.local_in = rank == pp - 1;
+  }
+  return {down, up};
+}
+
+// Appends actions in the reference's verbs, tracking per-chunk counters so that every action
+// carries its micro id, and omitting the communication the reference skips (see the header).
+class Builder {
+ public:
+  explicit Builder(Schedule& s)
+      : s_(s), n_(s.places.size()), f_(n_), b_(n_), rf_(n_), rb_(n_), sf_(n_), sb_(n_) {}
+
+  void recv_forward(int c) {
+    if (s_.places[c].prev_rank >= 0) queue(ActionKind::recv_forward, c, rf_[c]++);
+  }
+  void recv_backward(int c) {
+    if (s_.places[c].next_rank >= 0) queue(ActionKind::recv_backward, c, rb_[c]++);
+  }
+  void send_forward(int c) {
+    if (s_.places[c].next_rank >= 0) queue(ActionKind::send_forward, c, sf_[c]++);
+  }
+  void send_backward(int c) {
+    if (s_.places[c].prev_rank >= 0) queue(ActionKind::send_backward, c, sb_[c]++);
+  }
+  void commit() {
+    if (queued_ == 0) return;
+    push({ActionKind::commit});
+    queued_ = 0;
+  }
+
+  // [recv] commit F [send]
+  void forward_chunk(int c, bool recv = true, bool send = true) {
+    if (recv) recv_forward(c);
+    commit();
+    push({ActionKind::forward, c, f_[c]++});
+    if (send) send_forward(c);
+  }
+  // [recv] commit B|I [send]
+  void backward_chunk(int c, bool zero_bubble = false, bool recv = true, bool send = true) {
+    if (recv) recv_backward(c);
+    commit();
+    Action a{ActionKind::backward, c, b_[c]++};
+    a.zero_bubble = zero_bubble;
+    if (zero_bubble) deferred_.push_back(a);
+    push(a);
+    if (send) send_backward(c);
+  }
+  // [recv F] recv B, commit, (F&B), send F, send B
+  void forward_backward_chunk(int c0, int c1, bool recv0 = true) {
+    if (recv0) recv_forward(c0);
+    recv_backward(c1);
+    commit();
+    Action a{ActionKind::forward_backward, c0, f_[c0]++};
+    a.chunk_b = c1;
+    a.micro_b = b_[c1]++;
+    push(a);
+    send_forward(c0);
+    send_backward(c1);
+  }
+  // commit W (the oldest deferred weight pass)
+  void weight_chunk() {
+    FLOT_CHECK(!deferred_.empty(), "weight pass with an empty queue on rank {}", s_.rank);
+    commit();
+    Action a = deferred_.front();
+    deferred_.pop_front();
+    push({ActionKind::weight, a.chunk, a.micro});
+  }
+  void finish() {
+    commit();
+    FLOT_CHECK(deferred_.empty(), "{} weight passes left on rank {}", deferred_.size(), s_.rank);
+  }
+
+ private:
+  void push(Action a) { s_.actions.push_back(a); }
+  void queue(ActionKind k, int c, int micro) {
+    push({k, c, micro});
+    ++queued_;
+  }
+
+  Schedule& s_;
+  size_t n_;
+  std::vector<int> f_, b_, rf_, rb_, sf_, sb_;  // next micro per chunk: compute and messages
+  std::deque<Action> deferred_;                 // zero-bubble backwards awaiting their W
+  int queued_ = 0;
+};
+
+// DualPipe's step() and DualPipeV's step() are the same eight phases over local phases 0/1:
+// H = half ranks (N/2, or N for V), R = this rank's distance from the nearer end (min(r, N-1-r),
+// or r for V), M = micro-batches per phase, `turn` = the rank that runs the first main-loop pair
+// unoverlapped (the two middle ranks, or V's last rank), `flip` = 1 where local phase 0 is
+// chunk 1 (DualPipe's second half of ranks).
+void emit_dualpipe_phases(Builder& b, int H, int R, int M, bool turn, int flip) {
+  const int p0 = 0 ^ flip, p1 = 1 ^ flip;
+  // 1: forwards of phase 0 fill the pipe up to this rank.
+  for (int i = 0; i < 2 * (H - R - 1); ++i) b.forward_chunk(p0);
+  // 2: alternate phase-0 and phase-1 forwards. The next phase-0 input is received together with
+  // the phase-1 forward. On the turning ranks the phase-0 output leaves at once (its consumer,
+  // the other middle rank, needs it for its phase-1 forward) and the last phase-1 output waits
+  // for the main loop.
+  b.recv_forward(p0);
+  for (int i = 0; i < R + 1; ++i) {
+    b.forward_chunk(p0, /*recv=*/false, /*send=*/turn);
+    b.recv_forward(p0);
+    b.forward_chunk(p1, /*recv=*/true, /*send=*/!turn || i < R);
+    if (!turn) b.send_forward(p0);
+  }
+  // 3: zero-bubble backward of phase 1, its weight pass, and another phase-1 forward.
+  for (int i = 0; i < H - R - 1; ++i) {
+    b.backward_chunk(p1, /*zero_bubble=*/true);
+    b.recv_forward(p1);
+    b.weight_chunk();
+    b.forward_chunk(p1, /*recv=*/false);
+  }
+  // 4: the main loop of overlapped pairs.
+  for (int i = 0; i < M - 2 * H + R + 1; ++i) {
+    if (i == 0 && turn) {
+      // Not overlapped, to shorten the bubble; the sends are queued by hand.
+      b.forward_chunk(p0, /*recv=*/false, /*send=*/false);
+      b.send_forward(p1);
+      b.backward_chunk(p1, /*zero_bubble=*/false, /*recv=*/true, /*send=*/false);
+      b.send_forward(p0);
+      b.send_backward(p1);
+    } else {
+      b.forward_backward_chunk(p0, p1, /*recv0=*/i > 0);
+    }
+    b.forward_backward_chunk(p1, p0);
+  }
+  // 5: drain phase-1 backwards against the remaining phase-1 forwards.
+  for (int i = 0; i < H - R - 1; ++i) {
+    b.backward_chunk(p1);
+    b.forward_backward_chunk(p1, p0);
+  }
+  // 6: backwards of both phases; the second half of them defer their weight pass.
+  bool zero_bubble = false;
+  for (int i = 0; i < R + 1; ++i) {
+    if (i == (R + 1) / 2 && R % 2 == 1) zero_bubble = true;
+    b.backward_chunk(p1, zero_bubble);
+    if (i == (R + 1) / 2 && R % 2 == 0) zero_bubble = true;
+    b.backward_chunk(p0, zero_bubble);
+  }
+  // 7, 8: weight passes fill the drain.
+  for (int i = 0; i < H - R - 1; ++i) {
+    b.weight_chunk();
+    b.backward_chunk(p0, /*zero_bubble=*/true);
+  }
+  for (int i = 0; i < R + 1; ++i) b.weight_chunk();
+  b.finish();
+}
+
+// Non-interleaved 1F1B with full backwards. Each forward chunk's commit carries the previous
+// backward's gradient send together with this forward's input receive, and each backward chunk's
+// commit carries the forward output send together with the gradient receive. Neighbours thus
+// post mirror-image batches (send F + recv B against recv F + send B), as Megatron's
+// send_forward_recv_backward / send_backward_recv_forward do. Committing a send on its own
+// instead deadlocks under rendezvous semantics: in the steady state rank r would wait to deliver
+// an activation to r+1 while r+1 waits to deliver a gradient to r.
+void emit_one_f_one_b(Builder& b, int pp, int chunks, int rank) {
+  const int warmup = std::min(pp - rank - 1, chunks);
+  for (int i = 0; i < warmup; ++i) b.forward_chunk(0);
+  for (int i = warmup; i < chunks; ++i) {
+    b.forward_chunk(0);
+    b.backward_chunk(0);
+  }
+  for (int i = 0; i < warmup; ++i) b.backward_chunk(0);
+  b.finish();
+}
+
+// pp = 1: F0, then (F m+1 & B m) pairs, then the last B; the pair lets expert-parallel
+// all-to-all of one micro-batch hide behind the other's compute.
+void emit_sequential(Builder& b, int chunks) {
+  b.forward_chunk(0);
+  for (int m = 0; m + 1 < chunks; ++m) b.forward_backward_chunk(0, 0);
+  b.backward_chunk(0);
+  b.finish();
+}
+
+}  // namespace
+
+Schedule make_schedule(ScheduleKind kind, int pp, int chunks, int rank) {
+  check_preconditions(kind, pp, chunks, rank);
+  Schedule s;
+  s.kind = kind;
+  s.pp = pp;
+  s.chunks = chunks;
+  s.rank = rank;
+  s.num_stages = kind == ScheduleKind::dualpipev ? 2 * pp : pp;
+  s.places = make_places(kind, pp, rank);
+  Builder b(s);
+  switch (kind) {
+    case ScheduleKind::sequential:
+      emit_sequential(b, chunks);
+      break;
+    case ScheduleKind::one_f_one_b:
+      emit_one_f_one_b(b, pp, chunks, rank);
+      break;
+    case ScheduleKind::dualpipe: {
+      const int half = pp / 2;
+      const int R = std::min(rank, pp - 1 - rank);
+      const bool middle = rank == half - 1 || rank == half;
+      emit_dualpipe_phases(b, half, R, chunks / 2, middle, rank >= half ? 1 : 0);
+      break;
+    }
+    case ScheduleKind::dualpipev:
+      emit_dualpipe_phases(b, pp, rank, chunks, rank == pp - 1, 0);
+      break;
+  }
+  return s;
+}
+
+std::vector<Schedule> make_schedules(ScheduleKind kind, int pp, int chunks) {
+  std::vector<Schedule> all;
+  for (int r = 0; r < pp; ++r) all.push_back(make_schedule(kind, pp, chunks, r));
+  return all;
+}
+
+}  // namespace parallel

@@ -1,0 +1,195 @@
+// Any parallel layout trains exactly what one process trains: 5 steps of the tiny model on the
+// same global batch give the same losses (relative 1e-5) and, gathered by global parameter name,
+// the same parameters. Every rank computes the single-process reference itself (same threads,
+// so the same arithmetic), then runs the layout over the whole job and compares its own share.
+// Replicas of a parameter (data-parallel copies, DualPipe's mirrored stages) must agree bitwise,
+// and so must the balancing biases.
+#include <catch2/catch.hpp>
+#include <xxhash.h>
+
+#include <cmath>
+#include <cstdio>
+#include <map>
+
+#include "core/trainer.hpp"
+#include "mpi_env.hpp"
+
+namespace {
+
+constexpr int kSteps = 5;
+
+core::Config tiny() {
+  core::Config c;  // the built-in defaults are configs/tiny.yaml
+  c.train.steps = kSteps;
+  c.train.eval_every = 0;
+  c.train.threads = 1;
+  c.checkpoint.every = 0;
+  return c;
+}
+
+struct Run {
+  std::vector<core::StepMetrics> steps;
+  std::map<std::string, std::vector<float>> params;  // by global name (experts by slice name)
+  std::map<std::string, std::vector<float>> biases;
+};
+
+void collect(core::Trainer& t, Run& r) {
+  const core::ParamStore& ps = t.model().params();
+  for (int id = 0; id < ps.size(); ++id) {
+    const auto& spec = ps.spec(id);
+    core::Tensor p = ps.param(id);
+    const float* d = p.ptr<float>();
+    if (spec.stack_first < 0) {
+      r.params[spec.name].assign(d, d + p.numel());
+    } else {
+      const int64_t per = p.numel() / spec.shape[0];
+      for (int64_t e = 0; e < spec.shape[0]; ++e)
+        r.params[spec.slice_name(e)].assign(d + e * per, d + (e + 1) * per);
+    }
+  }
+  for (int b = 0; b < ps.num_buffers(); ++b) {
+    core::Tensor t2 = ps.buffer(b);
+    r.biases[ps.buffer_name(b)].assign(t2.ptr<float>(), t2.ptr<float>() + t2.numel());
+  }
+}
+
+Run train(const core::Config& c, parallel::Communicator* world) {
+  core::Context ctx;
+  ctx.threads = 1;
+  ctx.comm = world;
+  if (world) {
+    ctx.rank = world->rank();
+    ctx.world_size = world->size();
+  }
+  core::apply_threads(ctx);
+  core::Trainer t(c, ctx, "", false);
+  Run r;
+  for (int s = 0; s < kSteps; ++s) r.steps.push_back(t.step());
+  collect(t, r);
+  return r;
+}
+
+const Run& reference() {
+  static const Run ref = train(tiny(), nullptr);
+  return ref;
+}
+
+double rel(double a, double b) { return std::fabs(a - b) / std::max(std::fabs(b), 1e-12); }
+
+// Mismatches of this rank's run against the reference, and of replicas against each other.
+// worst[0], worst[1]: the largest relative difference of a loss / of a parameter tensor.
+int64_t compare(const Run& run, parallel::Communicator& world, const std::string& what,
+                double worst_seen[2]) {
+  const Run& ref = reference();
+  int64_t bad = 0;
+  for (int s = 0; s < kSteps; ++s) {
+    const auto &a = run.steps[s], &b = ref.steps[s];
+    for (auto [name, x, y] : {std::tuple{"lm_loss", a.lm_loss, b.lm_loss},
+                              std::tuple{"mtp_loss", a.mtp_loss, b.mtp_loss},
+                              std::tuple{"aux_loss", a.aux_loss, b.aux_loss},
+                              std::tuple{"grad_norm", a.grad_norm, b.grad_norm}}) {
+      worst_seen[0] = std::max(worst_seen[0], rel(x, y));
+      if (rel(x, y) > 1e-5) {
+        ++bad;
+        WARN(what << " step " << s + 1 << " " << name << " " << x << " vs " << y);
+      }
+    }
+  }
+  for (const auto& [name, v] : run.params) {
+    auto it = ref.params.find(name);
+    if (it == ref.params.end() || it->second.size() != v.size()) {
+      ++bad;
+      WARN(what << ": " << name << " missing from the reference");
+      continue;
+    }
+    // Relative difference of the tensor as a whole: sqrt(sum (a-b)^2 / sum b^2).
+    double diff = 0, norm = 0, worst = 0;
+    for (size_t i = 0; i < v.size(); ++i) {
+      const double d = static_cast<double>(v[i]) - it->second[i];
+      diff += d * d;
+      norm += static_cast<double>(it->second[i]) * it->second[i];
+      worst = std::max(worst, std::fabs(d));
+    }
+    const double r = std::sqrt(diff / std::max(norm, 1e-300));
+    worst_seen[1] = std::max(worst_seen[1], r);
+    if (r > 1e-5) {
+      ++bad;
+      WARN(what << ": " << name << " differs by " << r << " relative (largest element difference "
+                << worst << ")");
+    }
+  }
+  for (const auto& [name, v] : run.biases)
+    if (ref.biases.at(name) != v) {
+      ++bad;
+      WARN(what << ": bias " << name << " differs");
+    }
+  // Replicas: every rank hashes each tensor it holds; equal names must hash equally everywhere.
+  std::vector<double> mine;
+  std::vector<std::string> names;
+  for (const auto& [name, v] : run.params) {
+    names.push_back(name);
+    mine.push_back(static_cast<double>(XXH3_64bits(v.data(), v.size() * sizeof(float)) >> 12));
+  }
+  const int n = world.size();
+  std::vector<double> counts(n);
+  double count = static_cast<double>(mine.size());
+  world.all_gather(core::Tensor::of(&count, {1}), core::Tensor::of(counts.data(), {n}))->wait();
+  // Compare by sending (name hash, value hash) pairs around: every rank gathers all pairs.
+  std::vector<double> pairs;
+  for (size_t i = 0; i < names.size(); ++i) {
+    pairs.push_back(static_cast<double>(XXH3_64bits(names[i].data(), names[i].size()) >> 12));
+    pairs.push_back(mine[i]);
+  }
+  int64_t longest = 0;
+  for (double c : counts) longest = std::max<int64_t>(longest, static_cast<int64_t>(c));
+  pairs.resize(2 * longest, -1.0);
+  std::vector<double> all(pairs.size() * n);
+  world.all_gather(core::Tensor::of(pairs.data(), {static_cast<int64_t>(pairs.size())}),
+                   core::Tensor::of(all.data(), {static_cast<int64_t>(all.size())}))->wait();
+  std::map<double, double> seen;
+  for (size_t i = 0; i + 1 < all.size(); i += 2) {
+    if (all[i] < 0) continue;
+    auto [it, fresh] = seen.emplace(all[i], all[i + 1]);
+    if (!fresh && it->second != all[i + 1]) ++bad;
+  }
+  return bad;
+}
+
+void check_layout(const std::string& what, core::Config c) {
+  parallel::Communicator& world = testing::mpi().world();
+  reference();  // computed before the layout's run, the same on every rank
+  Run run = train(c, &world);
+  INFO(what);
+  double worst[2] = {0, 0};
+  const int64_t bad = testing::sum_over(world, compare(run, world, what, worst));
+  world.all_reduce(core::Tensor::of(worst, {2}), parallel::ReduceOp::max)->wait();
+  if (world.rank() == 0)
+    std::printf("equivalence, %s: largest relative difference of a loss %.2e, of a parameter "
+                "tensor %.2e\n", what.c_str(), worst[0], worst[1]);
+  CHECK(bad == 0);
+}
+
+}  // namespace
+
+TEST_CASE("data and expert parallel layouts train exactly what one process trains", "[equivalence][dp]") {
+  const int n = testing::mpi().world().size();
+  for (int ep = 1; ep <= n; ep *= 2) {
+    if (n % ep) continue;
+    for (bool zero1 : {true, false}) {
+      core::Config c = tiny();
+      c.parallel.ep = ep;
+      c.parallel.zero1 = zero1;
+      check_layout("dp " + std::to_string(n) + " ep " + std::to_string(ep) + " zero1 " +
+                       std::to_string(zero1),
+                   c);
+    }
+  }
+}
+
+TEST_CASE("expert parallelism without overlap trains the same as with it", "[equivalence][dp]") {
+  const int n = testing::mpi().world().size();
+  core::Config c = tiny();
+  c.parallel.ep = n;
+  c.parallel.overlap = false;
+  check_layout("dp " + std::to_string(n) + " ep " + std::to_string(n) + " overlap off", c);
+}

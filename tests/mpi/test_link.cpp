@@ -1,0 +1,81 @@
+// The emulated link: a message of b bytes arrives latency + 8b / bandwidth after it was posted,
+// and messages leaving one rank share its bandwidth. Timed on two ranks within 20%.
+#include <catch2/catch.hpp>
+
+#include <chrono>
+#include <thread>
+#include <vector>
+
+#include "mpi_env.hpp"
+#include "parallel/link_model.hpp"
+
+using core::Tensor;
+
+namespace {
+double now() {
+  return std::chrono::duration<double>(std::chrono::steady_clock::now().time_since_epoch()).count();
+}
+}  // namespace
+
+TEST_CASE("link model arithmetic: latency, bandwidth and a shared outgoing queue", "[link]") {
+  parallel::LinkModel off;
+  CHECK_FALSE(off.enabled());
+  CHECK(off.arrival(5.0, 1 << 20) == 5.0);
+  parallel::LinkModel link(8.0, 10.0);  // 1 GB/s, 10 us
+  CHECK(link.arrival(1.0, 1000000) == Approx(1.0 + 1e-3 + 10e-6));
+  // posted at the same time: waits for the first to leave the link
+  CHECK(link.arrival(1.0, 1000000) == Approx(1.0 + 2e-3 + 10e-6));
+  // later, after the link is idle again
+  CHECK(link.arrival(3.0, 0, 2) == Approx(3.0 + 30e-6));
+}
+
+TEST_CASE("a timed message over the emulated link takes the modeled time within 20%", "[link]") {
+  // 1 Gbit/s and 2 ms: a 4 MiB message takes 33.6 ms + 2 ms; two 2 MiB messages posted together
+  // arrive at 18.8 ms and 35.6 ms.
+  auto w = testing::mpi().make_world("link", 1.0, 2000.0);
+  if (w->size() < 2) return;
+  const int64_t big = 4 << 20, half = 2 << 20;
+  const double one = 2e-3 + big * 8 / 1e9, first = 2e-3 + half * 8 / 1e9, second = 2e-3 + 2 * half * 8 / 1e9;
+  std::vector<char> a(big, 1), b(big, 0);
+  for (int rep = 0; rep < 2; ++rep) {
+    w->barrier();
+    if (w->rank() == 0) {
+      w->send_recv({{Tensor(a.data(), core::DType::i32, {big / 4}), 1, 7}}, {})->wait();
+    } else if (w->rank() == 1) {
+      double t0 = now();
+      w->send_recv({}, {{Tensor(b.data(), core::DType::i32, {big / 4}), 0, 7}})->wait();
+      double t = now() - t0;
+      INFO("4 MiB took " << t * 1e3 << " ms, modeled " << one * 1e3 << " ms");
+      CHECK(t == Approx(one).epsilon(0.2));
+    }
+    w->barrier();
+    if (w->rank() == 0) {
+      w->send_recv({{Tensor(a.data(), core::DType::i32, {half / 4}), 1, 8},
+                    {Tensor(a.data() + half, core::DType::i32, {half / 4}), 1, 9}},
+                   {})->wait();
+    } else if (w->rank() == 1) {
+      double t0 = now();
+      auto h1 = w->send_recv({}, {{Tensor(b.data(), core::DType::i32, {half / 4}), 0, 8}});
+      auto h2 = w->send_recv({}, {{Tensor(b.data() + half, core::DType::i32, {half / 4}), 0, 9}});
+      double t1 = -1, t2 = -1;
+      while (t1 < 0 || t2 < 0) {
+        if (t1 < 0 && h1->done()) t1 = now() - t0;
+        if (t2 < 0 && h2->done()) t2 = now() - t0;
+        std::this_thread::sleep_for(std::chrono::microseconds(50));
+      }
+      INFO("two 2 MiB messages arrived at " << t1 * 1e3 << " and " << t2 * 1e3 << " ms, modeled "
+                                            << first * 1e3 << " and " << second * 1e3);
+      CHECK(t1 == Approx(first).epsilon(0.2));
+      CHECK(t2 == Approx(second).epsilon(0.2));
+      h1->wait();
+      h2->wait();
+    }
+  }
+  // the statistics saw the traffic and the waiting
+  auto s = w->stats();
+  if (w->rank() <= 1) {
+    CHECK(s.in_flight_s > 0.05);
+    CHECK(s.total_wait_s() > 0.03);
+  }
+  if (w->rank() == 0) CHECK(s.bytes_sent[static_cast<int>(parallel::Traffic::pipeline)] == 2 * 2 * big);
+}

@@ -1,0 +1,54 @@
+// The schedule sizes the tests sweep: every kind, pp 1..8 and a spread of chunk counts (odd,
+// even, at and above the minimum), with the validity rule written out independently of
+// make_schedule so that a wrongly rejected size fails a test instead of being skipped.
+#pragma once
+
+#include <vector>
+
+#include "parallel/schedule.hpp"
+
+namespace testing {
+
+struct Size {
+  parallel::ScheduleKind kind;
+  int pp, chunks;
+};
+
+inline bool valid_size(parallel::ScheduleKind kind, int pp, int chunks) {
+  using K = parallel::ScheduleKind;
+  if (pp < 1 || chunks < 1) return false;
+  switch (kind) {
+    case K::sequential:
+      return pp == 1;
+    case K::one_f_one_b:
+      return chunks >= pp;
+    case K::dualpipe:
+      return pp % 2 == 0 && chunks % 2 == 0 && chunks >= 2 * pp;
+    case K::dualpipev:
+      return chunks >= 2 * pp;
+  }
+  return false;
+}
+
+inline const std::vector<parallel::ScheduleKind>& all_kinds() {
+  using K = parallel::ScheduleKind;
+  static const std::vector<K> kinds{K::sequential, K::one_f_one_b, K::dualpipe, K::dualpipev};
+  return kinds;
+}
+
+inline const std::vector<int>& chunk_counts() {
+  static const std::vector<int> counts{1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 12, 13, 16, 17, 20, 24, 32};
+  return counts;
+}
+
+// Every valid (kind, pp, chunks) of the sweep.
+inline std::vector<Size> valid_sizes() {
+  std::vector<Size> sizes;
+  for (auto kind : all_kinds())
+    for (int pp = 1; pp <= 8; ++pp)
+      for (int chunks : chunk_counts())
+        if (valid_size(kind, pp, chunks)) sizes.push_back({kind, pp, chunks});
+  return sizes;
+}
+
+}  // namespace testing

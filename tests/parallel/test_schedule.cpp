@@ -1,0 +1,347 @@
+// Pipeline schedules as data: the oracle op orders of DeepSeek's reference, and the invariants
+// every (kind, pp, chunks) must keep, checked on the action lists themselves.
+#include <catch2/catch.hpp>
+#include <deque>
+#include <fstream>
+#include <map>
+#include <string>
+#include <tuple>
+
+#include "core/error.hpp"
+#include "parallel/schedule.hpp"
+#include "schedule_sizes.hpp"
+
+using namespace parallel;
+using Catch::Matchers::Contains;
+using testing::Size;
+
+namespace {
+
+std::vector<std::string> read_lines(const std::string& path) {
+  std::ifstream in(path);
+  REQUIRE(in.good());
+  std::vector<std::string> lines;
+  for (std::string line; std::getline(in, line);)
+    if (!line.empty()) lines.push_back(line);
+  return lines;
+}
+
+std::string size_text(const Size& z) {
+  return std::string(schedule_kind_name(z.kind)) + " pp=" + std::to_string(z.pp) +
+         " chunks=" + std::to_string(z.chunks);
+}
+
+// Checks one rank's list alone: each (chunk, micro) forwarded once and backwarded once, in micro
+// order, backward after forward; every I has one later W in FIFO order; the queue of sends and
+// receives is committed before any compute and empty at the end; every message has a peer.
+void check_rank_invariants(const Schedule& s) {
+  INFO("rank " << s.rank);
+  const int n = static_cast<int>(s.places.size());
+  const int micros = s.micro_per_chunk();
+  CHECK(micros == (s.kind == ScheduleKind::dualpipe ? s.chunks / 2 : s.chunks));
+  std::vector<int> fwd(n, 0), bwd(n, 0);
+  std::deque<std::pair<int, int>> deferred;
+  int queued = 0, weights = 0, zero_bubble = 0;
+  auto forward = [&](int c, int m) {
+    CHECK(m == fwd[c]);
+    ++fwd[c];
+  };
+  auto backward = [&](int c, int m) {
+    CHECK(m == bwd[c]);
+    CHECK(m < fwd[c]);
+    ++bwd[c];
+  };
+  for (const Action& a : s.actions) {
+    INFO(action_label(a));
+    REQUIRE(a.chunk >= 0);
+    REQUIRE(a.chunk < n);
+    const ChunkPlace& p = s.places[a.chunk];
+    if (a.is_comm()) {
+      bool from_prev = a.kind == ActionKind::recv_forward || a.kind == ActionKind::send_backward;
+      CHECK((from_prev ? p.prev_rank : p.next_rank) >= 0);
+      ++queued;
+      continue;
+    }
+    if (a.kind == ActionKind::commit) {
+      CHECK(queued > 0);
+      queued = 0;
+      continue;
+    }
+    CHECK(queued == 0);
+    switch (a.kind) {
+      case ActionKind::forward:
+        forward(a.chunk, a.micro);
+        break;
+      case ActionKind::backward:
+        backward(a.chunk, a.micro);
+        if (a.zero_bubble) deferred.emplace_back(a.chunk, a.micro), ++zero_bubble;
+        break;
+      case ActionKind::weight:
+        REQUIRE(!deferred.empty());
+        CHECK(deferred.front() == std::make_pair(a.chunk, a.micro));
+        deferred.pop_front();
+        ++weights;
+        break;
+      case ActionKind::forward_backward:
+        REQUIRE(a.chunk_b >= 0);
+        REQUIRE(a.chunk_b < n);
+        forward(a.chunk, a.micro);
+        backward(a.chunk_b, a.micro_b);
+        break;
+      default:
+        break;
+    }
+  }
+  CHECK(queued == 0);
+  CHECK(deferred.empty());
+  CHECK(weights == zero_bubble);
+  for (int c = 0; c < n; ++c) {
+    CHECK(fwd[c] == micros);
+    CHECK(bwd[c] == micros);
+  }
+}
+
+// Message counts per (from, to, activation or gradient), as sent and as received.
+using Key = std::tuple<int, int, bool>;
+void count_messages(const Schedule& s, std::map<Key, int>& sent, std::map<Key, int>& received) {
+  for (const Action& a : s.actions) {
+    const ChunkPlace& p = s.places[a.chunk];
+    switch (a.kind) {
+      case ActionKind::send_forward:
+        ++sent[{s.rank, p.next_rank, false}];
+        break;
+      case ActionKind::send_backward:
+        ++sent[{s.rank, p.prev_rank, true}];
+        break;
+      case ActionKind::recv_forward:
+        ++received[{p.prev_rank, s.rank, false}];
+        break;
+      case ActionKind::recv_backward:
+        ++received[{p.next_rank, s.rank, true}];
+        break;
+      default:
+        break;
+    }
+  }
+}
+
+}  // namespace
+
+TEST_CASE("schedule op order equals DeepSeek's reference for the oracle sizes", "[schedule]") {
+  struct Case {
+    const char* file;
+    ScheduleKind kind;
+    int pp, chunks;
+  };
+  for (Case c : {Case{"dualpipe_pp4_chunks8.txt", ScheduleKind::dualpipe, 4, 8},
+                 Case{"dualpipe_pp4_chunks10.txt", ScheduleKind::dualpipe, 4, 10},
+                 Case{"dualpipev_pp4_chunks8.txt", ScheduleKind::dualpipev, 4, 8}}) {
+    INFO(c.file);
+    std::vector<std::string> expected =
+        read_lines(std::string(FLOTILLA_TEST_DATA) + "/oracle/" + c.file);
+    REQUIRE(expected.size() == static_cast<size_t>(c.pp));
+    for (int r = 0; r < c.pp; ++r)
+      CHECK(format_schedule(make_schedule(c.kind, c.pp, c.chunks, r)) == expected[r]);
+    // The printed activations peak is PP+1 stages on every rank: 5 for N=4, 9 for V with 8 stages.
+    for (int r = 0; r < c.pp; ++r)
+      CHECK(in_flight_peaks(make_schedule(c.kind, c.pp, c.chunks, r)).activations ==
+            (c.kind == ScheduleKind::dualpipe ? 5 : 9));
+  }
+}
+
+TEST_CASE("every valid size keeps the schedule invariants on every rank", "[schedule]") {
+  int checked = 0;
+  for (const Size& z : testing::valid_sizes()) {
+    INFO(size_text(z));
+    std::map<Key, int> sent, received;
+    for (const Schedule& s : make_schedules(z.kind, z.pp, z.chunks)) {
+      check_rank_invariants(s);
+      count_messages(s, sent, received);
+      ++checked;
+    }
+    CHECK(sent == received);
+  }
+  CHECK(checked > 500);
+}
+
+TEST_CASE("a forward with a peer is received from and sent to the neighbouring stage",
+          "[schedule]") {
+  // Message counts per rank pair: each micro-batch crosses each link once per direction.
+  std::map<Key, int> sent, received;
+  for (const Schedule& s : make_schedules(ScheduleKind::dualpipe, 4, 10))
+    count_messages(s, sent, received);
+  // Rank 1 -> 2 carries direction 0's 5 activations and direction 1's 5 gradients.
+  CHECK(sent[{1, 2, false}] == 5);
+  CHECK(sent[{1, 2, true}] == 5);
+  CHECK(sent.count({0, 3, false}) == 0);
+  std::map<Key, int> vsent, vreceived;
+  for (const Schedule& s : make_schedules(ScheduleKind::dualpipev, 3, 7))
+    count_messages(s, vsent, vreceived);
+  CHECK(vsent[{1, 2, false}] == 7);        // chunk 0 down the V
+  CHECK(vsent[{2, 1, false}] == 7);        // chunk 1 back up
+  CHECK(vsent.count({2, 2, false}) == 0);  // the turn is local
+  CHECK(vsent == vreceived);
+}
+
+TEST_CASE("chunk places: stages, neighbours and DualPipeV's local turn", "[schedule]") {
+  Schedule d = make_schedule(ScheduleKind::dualpipe, 6, 12, 1);
+  REQUIRE(d.places.size() == 2);
+  CHECK(d.num_stages == 6);
+  CHECK(d.places[0].stage == 1);
+  CHECK(d.places[0].prev_rank == 0);
+  CHECK(d.places[0].next_rank == 2);
+  CHECK(d.places[1].stage == 4);
+  CHECK(d.places[1].prev_rank == 2);
+  CHECK(d.places[1].next_rank == 0);
+  Schedule d0 = make_schedule(ScheduleKind::dualpipe, 6, 12, 0);
+  CHECK(d0.places[0].first_stage());
+  CHECK(d0.places[1].last_stage(6));  // both ends of the model on rank 0
+  CHECK(d0.places[1].next_rank == -1);
+
+  Schedule v = make_schedule(ScheduleKind::dualpipev, 3, 6, 2);
+  CHECK(v.num_stages == 6);
+  CHECK(v.places[0].stage == 2);
+  CHECK(v.places[0].next_rank == -1);
+  CHECK(v.places[0].local_out);
+  CHECK(v.places[1].stage == 3);
+  CHECK(v.places[1].prev_rank == -1);
+  CHECK(v.places[1].local_in);
+  CHECK(v.places[1].next_rank == 1);
+  Schedule v0 = make_schedule(ScheduleKind::dualpipev, 3, 6, 0);
+  CHECK(v0.places[1].last_stage(6));
+  CHECK_FALSE(v0.places[1].local_in);
+
+  Schedule one = make_schedule(ScheduleKind::one_f_one_b, 3, 3, 2);
+  REQUIRE(one.places.size() == 1);
+  CHECK(one.places[0].last_stage(3));
+  CHECK(one.places[0].prev_rank == 1);
+}
+
+TEST_CASE("DualPipeV on N ranks is DualPipe on 2N ranks, rank by rank", "[schedule]") {
+  for (int n = 1; n <= 8; ++n)
+    for (int chunks : testing::chunk_counts()) {
+      if (!testing::valid_size(ScheduleKind::dualpipev, n, chunks)) continue;
+      INFO("N=" << n << " chunks=" << chunks);
+      for (int r = 0; r < n; ++r)
+        CHECK(format_schedule(make_schedule(ScheduleKind::dualpipev, n, chunks, r)) ==
+              format_schedule(make_schedule(ScheduleKind::dualpipe, 2 * n, 2 * chunks, r)));
+    }
+}
+
+TEST_CASE("1f1b and sequential print the textbook orders", "[schedule]") {
+  CHECK(format_schedule(make_schedule(ScheduleKind::one_f_one_b, 1, 3, 0)) ==
+        "r0: F0.0 B0.0 F0.1 B0.1 F0.2 B0.2");
+  CHECK(format_schedule(make_schedule(ScheduleKind::one_f_one_b, 3, 4, 0)) ==
+        "r0: F0.0 F0.1 F0.2 B0.0 F0.3 B0.1 B0.2 B0.3");
+  CHECK(format_schedule(make_schedule(ScheduleKind::one_f_one_b, 3, 4, 2)) ==
+        "r2: F0.0 B0.0 F0.1 B0.1 F0.2 B0.2 F0.3 B0.3");
+  CHECK(format_schedule(make_schedule(ScheduleKind::sequential, 1, 1, 0)) == "r0: F0.0 B0.0");
+  CHECK(format_schedule(make_schedule(ScheduleKind::sequential, 1, 4, 0)) ==
+        "r0: F0.0 (F0.1&B0.0) (F0.2&B0.1) (F0.3&B0.2) B0.3");
+  // No pipeline, no messages.
+  for (const Action& a : make_schedule(ScheduleKind::sequential, 1, 4, 0).actions)
+    CHECK(a.is_compute());
+}
+
+TEST_CASE("communication mirrors the reference's calls", "[schedule]") {
+  // Rank 1 of DualPipe pp=4 (a middle rank): step 1 is empty, step 2 starts by queueing the
+  // receive of its first direction-0 input and commits it alone; its F0 output leaves with the
+  // F1 input receive in the next batch.
+  Schedule s = make_schedule(ScheduleKind::dualpipe, 4, 8, 1);
+  std::vector<std::string> head;
+  for (size_t i = 0; i < 8; ++i) head.push_back(action_label(s.actions[i]));
+  CHECK(head == std::vector<std::string>{"recv_forward(0.0)", "commit", "F0.0", "send_forward(0.0)",
+                                         "recv_forward(0.1)", "recv_forward(1.0)", "commit",
+                                         "F1.0"});
+  // A W commits what is queued before it runs, so this rank has nothing left at the end; where
+  // the last backward's gradient is still queued, the step ends with its commit.
+  CHECK(s.actions.back().kind == ActionKind::weight);
+  Schedule last = make_schedule(ScheduleKind::one_f_one_b, 2, 3, 1);
+  REQUIRE(last.actions.size() > 3);
+  CHECK(action_label(last.actions[last.actions.size() - 3]) == "B0.2");
+  CHECK(action_label(last.actions[last.actions.size() - 2]) == "send_backward(0.2)");
+  CHECK(last.actions.back().kind == ActionKind::commit);
+  // Rank 0's first forward has its input locally: no receive, no commit before it.
+  Schedule r0 = make_schedule(ScheduleKind::dualpipe, 4, 8, 0);
+  CHECK(action_label(r0.actions[0]) == "F0.0");
+  CHECK(action_label(r0.actions[1]) == "send_forward(0.0)");
+}
+
+TEST_CASE("in-flight peaks: activations PP+1 for DualPipe and DualPipeV, slots per chunk",
+          "[schedule]") {
+  for (const Size& z : testing::valid_sizes()) {
+    INFO(size_text(z));
+    for (const Schedule& s : make_schedules(z.kind, z.pp, z.chunks)) {
+      INFO("rank " << s.rank);
+      InFlightPeaks p = in_flight_peaks(s);
+      switch (z.kind) {
+        case ScheduleKind::dualpipe:
+          CHECK(p.activations == z.pp + 1);
+          break;
+        case ScheduleKind::dualpipev:
+          CHECK(p.activations == 2 * z.pp + 1);
+          break;
+        case ScheduleKind::one_f_one_b:
+          CHECK(p.activations == z.pp - s.rank);
+          break;
+        case ScheduleKind::sequential:
+          CHECK(p.activations == std::min(2, z.chunks));
+          break;
+      }
+      // A slot lives from the forward to the weight pass, so it is never fewer than the
+      // activations of that chunk; the per-chunk peaks bound the total.
+      int total = 0;
+      for (size_t c = 0; c < s.places.size(); ++c) {
+        CHECK(max_in_flight_slots(s, static_cast<int>(c)) == p.slots[c]);
+        CHECK(p.slots[c] >= 1);
+        CHECK(p.slots[c] <= s.micro_per_chunk());
+        total += p.slots[c];
+      }
+      CHECK(total >= p.activations);
+    }
+  }
+  // Hand count, DualPipe pp=4 chunks=8 rank 0: direction 0 holds F0.0..F0.3 until the I/W tail.
+  InFlightPeaks p = in_flight_peaks(make_schedule(ScheduleKind::dualpipe, 4, 8, 0));
+  CHECK(p.slots == std::vector<int>{4, 1});
+}
+
+TEST_CASE("schedule kinds by name", "[schedule]") {
+  for (auto kind : testing::all_kinds())
+    CHECK(schedule_kind_from_name(schedule_kind_name(kind)) == kind);
+  CHECK(schedule_kind_from_name("1f1b") == ScheduleKind::one_f_one_b);
+  CHECK_THROWS_AS(schedule_kind_from_name("gpipe"), core::ConfigError);
+  CHECK_THROWS_WITH(schedule_kind_from_name("gpipe"),
+                    Contains("gpipe") && Contains("dualpipev") && Contains("1f1b"));
+}
+
+TEST_CASE("impossible sizes are refused with the offending values", "[schedule]") {
+  using K = ScheduleKind;
+  auto refuses = [](K kind, int pp, int chunks, int rank, std::vector<std::string> parts) {
+    INFO(schedule_kind_name(kind) << " pp=" << pp << " chunks=" << chunks << " rank=" << rank);
+    try {
+      make_schedule(kind, pp, chunks, rank);
+      FAIL("accepted");
+    } catch (const core::ConfigError& e) {
+      for (const std::string& part : parts) CHECK_THAT(e.what(), Contains(part));
+    }
+  };
+  refuses(K::dualpipe, 3, 12, 0, {"pp = 3", "even"});
+  refuses(K::dualpipe, 4, 6, 0, {"chunks = 6", "pp = 4", "2*pp"});
+  refuses(K::dualpipe, 4, 9, 0, {"chunks = 9"});
+  refuses(K::dualpipev, 4, 7, 0, {"chunks = 7", "pp = 4"});
+  refuses(K::one_f_one_b, 4, 3, 0, {"chunks = 3", "pp = 4"});
+  refuses(K::sequential, 2, 4, 0, {"pp = 2"});
+  refuses(K::dualpipev, 2, 4, 2, {"rank 2", "pp = 2"});
+  refuses(K::one_f_one_b, 0, 4, 0, {"pp = 0"});
+  refuses(K::sequential, 1, 0, 0, {"chunks = 0"});
+  // The sweep: exactly the sizes the rule calls valid are accepted.
+  for (auto kind : testing::all_kinds())
+    for (int pp = 1; pp <= 8; ++pp)
+      for (int chunks : testing::chunk_counts()) {
+        INFO(schedule_kind_name(kind) << " pp=" << pp << " chunks=" << chunks);
+        if (testing::valid_size(kind, pp, chunks))
+          CHECK_NOTHROW(make_schedule(kind, pp, chunks, pp - 1));
+        else
+          CHECK_THROWS_AS(make_schedule(kind, pp, chunks, 0), core::ConfigError);
+      }
+}
