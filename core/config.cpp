@@ -30,6 +30,7 @@ template <class F, class... C>
 void visit_fields(F&& f, C&... c) {
   f("run.name", c.run.name...);
   f("run.seed", c.run.seed...);
+  f("run.tensorboard", c.run.tensorboard...);
   f("model.vocab_size", c.model.vocab_size...);
   f("model.hidden_size", c.model.hidden_size...);
   f("model.num_layers", c.model.num_layers...);
@@ -67,6 +68,8 @@ void visit_fields(F&& f, C&... c) {
   f("train.log_every", c.train.log_every...);
   f("train.threads", c.train.threads...);
   f("train.resume", c.train.resume...);
+  f("train.expect.eval_loss_below", c.train.expect.eval_loss_below...);
+  f("train.expect.gap_closed_above", c.train.expect.gap_closed_above...);
   f("optim.lr", c.optim.lr...);
   f("optim.min_lr", c.optim.min_lr...);
   f("optim.warmup_steps", c.optim.warmup_steps...);

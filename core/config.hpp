@@ -17,6 +17,7 @@ namespace core {
 struct RunConfig {
   std::string name = "tiny";
   uint64_t seed = 1234;
+  bool tensorboard = true;  // also write <run dir>/tb/events.out.tfevents.*
 };
 
 struct AttentionConfig {
@@ -61,6 +62,13 @@ struct ModelConfig {
   MtpConfig mtp;
 };
 
+// Pass/fail thresholds on the final evaluation for CI smoke runs; 0 = off. A missed one ends
+// `flotilla train` with exit code 3.
+struct ExpectConfig {
+  double eval_loss_below = 0;
+  double gap_closed_above = 0;  // percent of the gap from ln V down to the entropy floor
+};
+
 struct TrainConfig {
   int64_t steps = 300;
   int seq_len = 128;
@@ -72,6 +80,7 @@ struct TrainConfig {
   int64_t log_every = 1;
   int threads = 0;                 // 0 = this node's cores shared among its local ranks
   std::string resume = "auto";     // auto | never | <checkpoint path>
+  ExpectConfig expect;
 };
 
 struct OptimConfig {

@@ -1,17 +1,20 @@
-// metrics.jsonl / expert_load.csv writers and the console progress line.
+// metrics.jsonl / expert_load.csv / TensorBoard writers and the console progress line.
 #include "core/metrics.hpp"
 
 #include <fmt/format.h>
 #include <unistd.h>
 
 #include <filesystem>
+#include <type_traits>
 #include <nlohmann/json.hpp>
 
 #include "core/error.hpp"
+#include "core/insight/tensorboard.hpp"
 
 namespace core {
 
-MetricsWriter::MetricsWriter(const std::string& run_dir, bool enabled, int num_experts)
+MetricsWriter::MetricsWriter(const std::string& run_dir, bool enabled, int num_experts,
+                             bool tensorboard)
     : enabled_(enabled) {
   if (!enabled_) return;
   std::filesystem::create_directories(run_dir);
@@ -24,44 +27,61 @@ MetricsWriter::MetricsWriter(const std::string& run_dir, bool enabled, int num_e
     for (int e = 0; e < num_experts; ++e) loads_ << ",e" << e;
     loads_ << "\n";
   }
+  if (tensorboard) tb_ = std::make_unique<insight::EventWriter>(run_dir + "/tb");
 }
+
+MetricsWriter::~MetricsWriter() = default;
+
+namespace {
+
+// Adds one field to the JSON line and, when it has a group, to the TensorBoard summary.
+struct FieldSink {
+  nlohmann::json& json;
+  insight::Summary& summary;
+
+  template <class T>
+  void operator()(const char* name, const char* group, const std::optional<T>& v) {
+    if (v) (*this)(name, group, *v);
+  }
+  template <class T, class = std::enable_if_t<std::is_arithmetic_v<T>>>
+  void operator()(const char* name, const char* group, T v) {
+    json[name] = v;
+    if (*group) summary.scalar(fmt::format("{}/{}", group, name), static_cast<double>(v));
+  }
+};
+
+}  // namespace
 
 void MetricsWriter::write(const StepMetrics& m) {
   if (!enabled_) return;
   nlohmann::json j;
-  j["step"] = m.step;
-  j["loss"] = m.loss;
-  j["lm_loss"] = m.lm_loss;
-  j["mtp_loss"] = m.mtp_loss;
-  j["aux_loss"] = m.aux_loss;
-  j["lr"] = m.lr;
-  j["grad_norm"] = m.grad_norm;
-  j["tokens"] = m.tokens;
-  j["tokens_per_s"] = m.tokens_per_s;
-  j["step_time_s"] = m.step_time_s;
-  j["forward_s"] = m.forward_s;
-  j["backward_s"] = m.backward_s;
-  j["optimizer_s"] = m.optimizer_s;
-  j["max_vio"] = m.max_vio;
-  j["peak_activations"] = m.peak_activations;
-  if (m.a2a_bytes) j["a2a_bytes"] = *m.a2a_bytes;
-  if (m.comm_s) j["comm_s"] = *m.comm_s;
-  if (m.exposed_comm_s) j["exposed_comm_s"] = *m.exposed_comm_s;
-  if (m.bubble_fraction) j["bubble_fraction"] = *m.bubble_fraction;
-  if (m.eval_loss) j["eval_loss"] = *m.eval_loss;
-  if (m.entropy_floor) j["entropy_floor"] = *m.entropy_floor;
+  insight::Summary summary;
+  visit_logged_fields(m, FieldSink{j, summary});
   jsonl_ << j.dump() << "\n";
   jsonl_.flush();
+  if (tb_) tb_->write(m.step, summary);
 }
 
 void MetricsWriter::write_loads(int64_t step, const std::vector<std::vector<int64_t>>& loads) {
   if (!enabled_ || !loads_.is_open()) return;
+  insight::Summary summary;
   for (size_t l = 0; l < loads.size(); ++l) {
     loads_ << step << "," << l;
-    for (int64_t v : loads[l]) loads_ << "," << v;
+    double total = 0;
+    for (int64_t v : loads[l]) {
+      loads_ << "," << v;
+      total += static_cast<double>(v);
+    }
     loads_ << "\n";
+    // Relative loads (1 = perfectly balanced), so layers and batch sizes compare directly.
+    if (total <= 0) continue;
+    const double mean = total / static_cast<double>(loads[l].size());
+    std::vector<double> rel;
+    for (int64_t v : loads[l]) rel.push_back(static_cast<double>(v) / mean);
+    summary.histogram(fmt::format("expert_load/layer_{}", l), rel);
   }
   loads_.flush();
+  if (tb_ && !summary.empty()) tb_->write(step, summary);
 }
 
 ConsoleLog::ConsoleLog(bool enabled, bool in_place)

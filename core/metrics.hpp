@@ -1,4 +1,5 @@
-// Metrics: the per-step record, its JSON-lines file, the expert-load CSV and the console line.
+// Metrics: the per-step record, its JSON-lines file, the expert-load CSV, the TensorBoard event
+// file (run_dir/tb/) and the console line.
 //
 // On a terminal the console shows one progress line rewritten in place; otherwise (CI, a
 // scheduler's log file) one plain line per logged step, so logs stay readable.
@@ -7,6 +8,7 @@
 #include <cstdint>
 #include <cstdio>
 #include <fstream>
+#include <memory>
 #include <optional>
 #include <string>
 #include <vector>
@@ -36,17 +38,55 @@ struct StepMetrics {
   std::optional<double> entropy_floor;
 };
 
+// Every logged field of StepMetrics: f(name, group, value) with its name in metrics.jsonl and the
+// TensorBoard group its scalar goes to ("loss/lm_loss"); group "" = not a TensorBoard scalar
+// (counters: the event already carries the step). value is a number or a std::optional of one
+// (written only when set). A new field is one line here; the HTML report plots every numeric
+// field it finds in metrics.jsonl, in the section of its group.
+template <class F>
+void visit_logged_fields(const StepMetrics& m, F&& f) {
+  f("step", "", m.step);
+  f("loss", "loss", m.loss);
+  f("lm_loss", "loss", m.lm_loss);
+  f("mtp_loss", "loss", m.mtp_loss);
+  f("aux_loss", "moe", m.aux_loss);  // the balance terms
+  f("eval_loss", "loss", m.eval_loss);
+  f("entropy_floor", "loss", m.entropy_floor);
+  f("lr", "optim", m.lr);
+  f("grad_norm", "optim", m.grad_norm);
+  f("tokens", "", m.tokens);
+  f("tokens_per_s", "speed", m.tokens_per_s);
+  f("step_time_s", "speed", m.step_time_s);
+  f("forward_s", "speed", m.forward_s);
+  f("backward_s", "speed", m.backward_s);
+  f("optimizer_s", "speed", m.optimizer_s);
+  f("max_vio", "moe", m.max_vio);
+  f("a2a_bytes", "comm", m.a2a_bytes);
+  f("comm_s", "comm", m.comm_s);
+  f("exposed_comm_s", "comm", m.exposed_comm_s);
+  f("bubble_fraction", "pipeline", m.bubble_fraction);
+  f("peak_activations", "pipeline", m.peak_activations);
+}
+
+namespace insight {
+class EventWriter;
+}
+
 class MetricsWriter {
  public:
-  // run_dir: where metrics.jsonl and expert_load.csv go (created). Only rank 0 writes.
-  MetricsWriter(const std::string& run_dir, bool enabled, int num_experts);
+  // run_dir: where metrics.jsonl, expert_load.csv and tb/ go (created). Only rank 0 writes
+  // (enabled). tensorboard: also write run_dir/tb/events.out.tfevents.* (run.tensorboard).
+  MetricsWriter(const std::string& run_dir, bool enabled, int num_experts, bool tensorboard = true);
+  ~MetricsWriter();
   void write(const StepMetrics& m);
-  // One CSV row per MoE layer: step, layer, load of every expert.
+  // One CSV row per MoE layer: step, layer, load of every expert; in TensorBoard one histogram
+  // per MoE layer of load / mean load ("expert_load/layer_<l>").
   void write_loads(int64_t step, const std::vector<std::vector<int64_t>>& loads);
 
  private:
   bool enabled_;
   std::ofstream jsonl_, loads_;
+  std::unique_ptr<insight::EventWriter> tb_;
 };
 
 class ConsoleLog {

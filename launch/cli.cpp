@@ -43,6 +43,11 @@ int run_cli(int argc, char** argv) {
   s->add_flag("--comm", sched.comm, "also print the communication actions (recv, send, commit)");
   s->add_option("--trace", sched.trace, "write the simulated timeline as a Chrome trace");
 
+  ReportArgs report;
+  CLI::App* r = app.add_subcommand("report", "write the HTML report of a run directory");
+  r->add_option("run_dir", report.run_dir, "the run's directory (holds metrics.jsonl)")->required();
+  r->add_option("--out", report.out, "output file (default RUN_DIR/report.html)");
+
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
@@ -52,6 +57,7 @@ int run_cli(int argc, char** argv) {
   try {
     if (*t) return run_train(train);
     if (*b) return run_bench(bench);
+    if (*r) return run_report(report);
     if (*s) {
       sched.simulate = sim->count() > 0;
       return run_schedule(sched);

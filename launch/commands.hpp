@@ -33,4 +33,10 @@ struct ScheduleArgs {
 };
 int run_schedule(const ScheduleArgs& args);
 
+struct ReportArgs {
+  std::string run_dir;
+  std::string out;  // empty = <run_dir>/report.html
+};
+int run_report(const ReportArgs& args);
+
 }  // namespace launch

@@ -1,4 +1,5 @@
-// `flotilla train`: config -> validation -> context -> trainer, with a clean stop on Ctrl-C.
+// `flotilla train`: config -> validation -> context -> trainer, with a clean stop on Ctrl-C, the
+// HTML report at the end of every run, and the pass/fail expectations of train.expect.
 #include <fmt/format.h>
 
 #include <atomic>
@@ -10,6 +11,8 @@
 
 #include "core/config.hpp"
 #include "core/context.hpp"
+#include "core/error.hpp"
+#include "core/insight/report.hpp"
 #include "core/stage_plan.hpp"
 #include "core/trainer.hpp"
 #include "launch/commands.hpp"
@@ -27,7 +30,7 @@ extern "C" void on_signal(int) { g_stop.store(true); }
 // previous/<time>/ instead of being overwritten (resuming is the checkpoint feature's job).
 std::string archive_previous_run(const std::string& run_dir) {
   namespace fs = std::filesystem;
-  const char* files[] = {"config.yaml", "metrics.jsonl", "expert_load.csv"};
+  const char* files[] = {"config.yaml", "metrics.jsonl", "expert_load.csv", "tb", "report.html"};
   bool any = false;
   for (const char* f : files) any = any || fs::exists(fs::path(run_dir) / f);
   if (!any) return "";
@@ -40,6 +43,58 @@ std::string archive_previous_run(const std::string& run_dir) {
   for (const char* f : files)
     if (fs::exists(fs::path(run_dir) / f)) fs::rename(fs::path(run_dir) / f, dest / f);
   return dest.string();
+}
+
+// Share of the gap between the uniform loss ln V and the entropy floor that `loss` closes, in
+// percent: the figure of the final line and of train.expect.gap_closed_above.
+double gap_closed_percent(const core::TrainResult& r, double loss) {
+  return 100.0 * (r.ln_vocab - loss) / (r.ln_vocab - r.entropy_floor);
+}
+
+// Refuses expectations that cannot be checked, before training starts.
+void check_expectations_possible(const core::Config& cfg, double entropy_floor, bool lead) {
+  const double gap = cfg.train.expect.gap_closed_above;
+  if (gap > 0 && entropy_floor < 0)
+    FLOT_THROW(core::ConfigError,
+               "train.expect.gap_closed_above = {}: the entropy floor of this data is unknown "
+               "(data.kind = {}; only synthetic data has one), so the gap cannot be measured; "
+               "use train.expect.eval_loss_below instead",
+               gap, cfg.data.kind);
+  if (lead && gap > 0 && gap < 1)
+    fmt::print("note: train.expect.gap_closed_above = {} is in percent ({}%); write {} for {}%\n",
+               gap, gap, gap * 100, gap * 100);
+}
+
+// Prints one line per expectation; returns false when the final evaluation missed one.
+bool check_expectations(const core::Config& cfg, const core::TrainResult& r) {
+  const core::ExpectConfig& e = cfg.train.expect;
+  bool ok = true;
+  if (e.eval_loss_below > 0) {
+    const bool met = r.final_eval_loss >= 0 && r.final_eval_loss < e.eval_loss_below;
+    ok = ok && met;
+    fmt::print("expectation {}: eval loss {:.4f} {} {:g} (train.expect.eval_loss_below)\n",
+               met ? "met" : "missed", r.final_eval_loss, met ? "<" : "is not below",
+               e.eval_loss_below);
+  }
+  if (e.gap_closed_above > 0) {
+    const double closed = gap_closed_percent(r, r.final_eval_loss);
+    const bool met = r.final_eval_loss >= 0 && closed > e.gap_closed_above;
+    ok = ok && met;
+    fmt::print("expectation {}: gap closed {:.1f}% {} {:g}% (train.expect.gap_closed_above)\n",
+               met ? "met" : "missed", closed, met ? ">" : "is not above", e.gap_closed_above);
+  }
+  return ok;
+}
+
+// The report never changes how a run ends: a failure to write it is a warning.
+void write_run_report(const std::string& run_dir) {
+  try {
+    auto info = core::insight::write_report(run_dir);
+    fmt::print("report: {}\n", info.path);
+  } catch (const std::exception& e) {
+    fmt::print(stderr, "warning: no report written: {}\n", e.what());
+  }
+  std::fflush(stdout);
 }
 
 }  // namespace
@@ -85,6 +140,7 @@ int train_body(const TrainArgs& args, const core::Config& cfg, Runtime& rt) {
                  static_cast<double>(cfg.train.steps) / cfg.optim.warmup_steps);
   }
   core::Trainer trainer(cfg, ctx, run_dir, /*log=*/true, &g_stop);
+  check_expectations_possible(cfg, trainer.dataset().entropy_floor(), lead);
   if (lead) {
     const auto& ps = trainer.model().params();
     const auto& sched = trainer.schedule();
@@ -104,22 +160,31 @@ int train_body(const TrainArgs& args, const core::Config& cfg, Runtime& rt) {
   }
   std::fflush(stdout);
 
-  core::TrainResult r = trainer.run();
+  core::TrainResult r;
+  try {
+    r = trainer.run();
+  } catch (...) {
+    if (lead) write_run_report(run_dir);  // a diverged run is where plots help most
+    throw;
+  }
   if (!lead) return r.interrupted ? 130 : 0;
   fmt::print("activations: {:.1f} MiB\n", trainer.model().activation_bytes() / 1048576.0);
   std::string summary = fmt::format("final: step {} | train loss {:.4f}", r.steps, r.final_loss);
   if (r.final_eval_loss >= 0) summary += fmt::format(" | eval loss {:.4f}", r.final_eval_loss);
   if (r.entropy_floor >= 0) {
     double loss = r.final_eval_loss >= 0 ? r.final_eval_loss : r.final_loss;
-    double closed = (r.ln_vocab - loss) / (r.ln_vocab - r.entropy_floor);
     summary += fmt::format(" | entropy floor {:.4f} | ln V {:.4f} | gap closed {:.1f}%",
-                           r.entropy_floor, r.ln_vocab, 100.0 * closed);
+                           r.entropy_floor, r.ln_vocab, gap_closed_percent(r, loss));
   }
   fmt::print("{}\n", summary);
+  write_run_report(run_dir);
   if (r.interrupted) {
     fmt::print("stopped by signal after step {}\n", r.steps);
+    if (cfg.train.expect.eval_loss_below > 0 || cfg.train.expect.gap_closed_above > 0)
+      fmt::print("expectations not checked: the run stopped before its final evaluation\n");
     return 130;
   }
+  if (!check_expectations(cfg, r)) return 3;
   return 0;
 }
 
