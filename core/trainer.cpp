@@ -10,6 +10,7 @@
 #include "kernels/ops.hpp"
 #include "optim/clip.hpp"
 #include "optim/expert_bias.hpp"
+#include "parallel/run_trace.hpp"
 
 namespace core {
 
@@ -154,7 +155,8 @@ Trainer::Trainer(const Config& cfg, Context& ctx, const std::string& run_dir, bo
   schedule_.total_steps = cfg_.train.steps;
   schedule_.decay_fraction = cfg_.optim.decay_fraction;
   const int experts = model_->total_moe_layers() > 0 ? cfg_.model.moe.num_experts : 0;
-  metrics_ = std::make_unique<MetricsWriter>(run_dir_, !run_dir_.empty() && ctx.rank == 0, experts);
+  metrics_ = std::make_unique<MetricsWriter>(run_dir_, !run_dir_.empty() && ctx.rank == 0, experts,
+                                             cfg_.run.tensorboard);
   console_ = std::make_unique<ConsoleLog>(log_, grid_->world().size() == 1);
   batches_.resize(sched_.chunks);
   batch_step_.assign(sched_.chunks, -1);
@@ -239,7 +241,9 @@ StepMetrics Trainer::step() {
     }
     return batches_[g];
   };
-  last_run_ = exec_->run(batch, scales, trace_);
+  const bool tracing = step_ + 1 == trace_at_;
+  if (tracing) grid_->world().set_recording(true);
+  last_run_ = exec_->run(batch, scales, tracing);
   const parallel::StepRun& run = last_run_;
   if (tied_embedding_) {
     const int id = ps.find("model.embed_tokens.weight");
@@ -339,6 +343,14 @@ StepMetrics Trainer::step() {
   }
   m.peak_activations = static_cast<int>(worst[7]);
   if (dataset_->entropy_floor() >= 0) m.entropy_floor = dataset_->entropy_floor();
+  if (tracing) {
+    grid_->world().set_recording(false);
+    std::vector<parallel::TraceEvent> events = last_run_.trace;
+    for (const auto& c : grid_->world().take_records())
+      events.push_back({c.what, c.wait ? "wait" : parallel::traffic_name(c.traffic), c.start, c.end,
+                        c.wait ? parallel::TraceLane::wait : parallel::TraceLane::comm});
+    parallel::write_job_trace(grid_->world(), events, last_run_.start, trace_path_);
+  }
   return m;
 }
 

@@ -66,8 +66,12 @@ class Trainer {
   const std::vector<StagePlan>& stage_plans() const { return plans_; }
   const optim::ShardedAdamW& optimizer() const { return *opt_; }
   int64_t tokens_per_step() const;
-  // The Chrome-trace events of the last step (recorded when trace is on).
-  void set_trace(bool on) { trace_ = on; }
+  // Writes a Chrome trace of step `step` (1-based; run() and step() check it) to `path`: every
+  // rank's compute, waits and communication in flight, gathered on rank 0. Collective.
+  void trace_step(int64_t step, const std::string& path) {
+    trace_at_ = step;
+    trace_path_ = path;
+  }
   const parallel::StepRun& last_run() const { return last_run_; }
 
  private:
@@ -95,7 +99,8 @@ class Trainer {
   std::vector<data::MicroBatch> batches_;  // this step's micro-batches, by global index
   std::vector<int64_t> batch_step_;        // the step each cached micro-batch belongs to
   bool tied_embedding_ = false;            // 1F1B: first and last stage hold the embedding
-  bool trace_ = false;
+  int64_t trace_at_ = -1;
+  std::string trace_path_;
   parallel::StepRun last_run_;
   parallel::CommStats last_stats_;
   int64_t step_ = 0;  // optimizer steps taken

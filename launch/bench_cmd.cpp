@@ -55,6 +55,7 @@ int bench_body(const BenchArgs& args, const core::Config& cfg, Runtime& rt) {
   core::Context& ctx = rt.ctx;
 
   core::Trainer trainer(cfg, ctx, /*run_dir=*/"", /*log=*/false);
+  if (!args.trace.empty()) trainer.trace_step(args.warmup + 1, args.trace);
   for (int i = 0; i < args.warmup; ++i) trainer.step();
   std::vector<double> times, fwd, bwd, opt, a2a, comm, exposed, bubble;
   double last_loss = 0;

@@ -23,6 +23,10 @@ int run_cli(int argc, char** argv) {
   t->add_option("--set", train.overrides, "override a key: --set a.b=value (repeatable)")
       ->allow_extra_args(false);
   t->add_option("--run-dir", train.run_dir, "output directory (default runs/<run.name>)");
+  t->add_option("--trace", train.trace,
+                "write a Chrome trace (Perfetto, chrome://tracing) of one step of every rank");
+  t->add_option("--trace-step", train.trace_step, "the step --trace records (default 2)")
+      ->check(CLI::PositiveNumber);
 
   BenchArgs bench;
   CLI::App* b = app.add_subcommand("bench", "time training steps; prints one JSON line");
@@ -31,6 +35,7 @@ int run_cli(int argc, char** argv) {
       ->allow_extra_args(false);
   b->add_option("--steps", bench.steps, "timed steps after warm-up")->check(CLI::PositiveNumber);
   b->add_option("--warmup", bench.warmup, "untimed warm-up steps")->check(CLI::NonNegativeNumber);
+  b->add_option("--trace", bench.trace, "write a Chrome trace of the first timed step");
 
   ScheduleArgs sched;
   CLI::App* s = app.add_subcommand("schedule", "print a pipeline schedule's op order per rank");

@@ -11,6 +11,8 @@ struct TrainArgs {
   std::string config;                  // empty = built-in defaults (the tiny model)
   std::vector<std::string> overrides;  // "a.b=value"
   std::string run_dir;                 // empty = runs/<run.name>
+  std::string trace;                   // Chrome trace of one step of the real run; empty = none
+  int trace_step = 2;                  // the step traced (the last one when the run is shorter)
 };
 int run_train(const TrainArgs& args);
 
@@ -19,6 +21,7 @@ struct BenchArgs {
   std::vector<std::string> overrides;
   int steps = 5;
   int warmup = 2;
+  std::string trace;  // Chrome trace of the first timed step; empty = none
 };
 int run_bench(const BenchArgs& args);
 

@@ -2,6 +2,7 @@
 // HTML report at the end of every run, and the pass/fail expectations of train.expect.
 #include <fmt/format.h>
 
+#include <algorithm>
 #include <atomic>
 #include <cmath>
 #include <csignal>
@@ -140,6 +141,8 @@ int train_body(const TrainArgs& args, const core::Config& cfg, Runtime& rt) {
                  static_cast<double>(cfg.train.steps) / cfg.optim.warmup_steps);
   }
   core::Trainer trainer(cfg, ctx, run_dir, /*log=*/true, &g_stop);
+  if (!args.trace.empty())
+    trainer.trace_step(std::min<int64_t>(args.trace_step, cfg.train.steps), args.trace);
   check_expectations_possible(cfg, trainer.dataset().entropy_floor(), lead);
   if (lead) {
     const auto& ps = trainer.model().params();

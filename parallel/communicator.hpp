@@ -49,6 +49,15 @@ struct CommStats {
   double total_wait_s() const { return wait_s[0] + wait_s[1] + wait_s[2] + wait_s[3]; }
 };
 
+// One recorded interval (Communicator::set_recording): an operation in flight from submission to
+// completion, or the calling thread blocked in wait(). Seconds on the steady clock.
+struct CommRecord {
+  std::string what;  // "all_to_all_v on ep, 1.5 MiB"
+  Traffic traffic = Traffic::other;
+  double start = 0, end = 0;
+  bool wait = false;
+};
+
 // One message of a batched point-to-point exchange.
 struct Message {
   core::Tensor buf;  // sent from / received into (whole tensor)
@@ -106,6 +115,10 @@ class Communicator {
   virtual std::unique_ptr<Communicator> split(int color, int key, const std::string& name) = 0;
   // This process's counters (shared by every communicator of the process).
   virtual CommStats stats() const = 0;
+  // Recording for traces, process-wide like the counters: while on, every operation's time in
+  // flight and every wait are kept until taken.
+  virtual void set_recording(bool on) { (void)on; }
+  virtual std::vector<CommRecord> take_records() { return {}; }
 };
 
 // The world of one process.

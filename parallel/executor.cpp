@@ -4,6 +4,8 @@
 #include <algorithm>
 #include <chrono>
 
+#include <fmt/format.h>
+
 #include "core/error.hpp"
 #include "kernels/ops.hpp"
 
@@ -221,7 +223,7 @@ void Executor::weight(int chunk, int micro) {
 }
 
 void Executor::forward_backward(const Action& a, const BatchFn& batch, const core::LossScales& scales,
-                                StepRun& r) {
+                                StepRun& r, bool record) {
   forward(a.chunk, a.micro, batch, scales, r);
   backward_begin(a.chunk_b, a.micro_b);
   core::Stage& fs = *chunks_[a.chunk].stage;
@@ -229,44 +231,46 @@ void Executor::forward_backward(const Action& a, const BatchFn& batch, const cor
   const int fslot = chunks_[a.chunk].slot_of[a.micro], bslot = chunks_[a.chunk_b].slot_of[a.micro_b];
   const int fp = fs.forward_pieces(), bp = bs.backward_pieces();
   double t = now_s();
-  auto tick = [&](double& into) {
+  auto tick = [&](double& into, const std::string& what, const char* cat) {
     const double n = now_s();
     into += n - t;
+    if (record) r.trace.push_back({what, cat, t, n, TraceLane::compute});
     t = n;
   };
+  const std::string F = fmt::format("F{}.{}", a.chunk, a.micro), B = fmt::format("B{}.{}", a.chunk_b, a.micro_b);
   if (overlap_) {
     // Each piece ends with an exchange in flight; the other micro-batch's next piece runs
     // while it travels.
     for (int i = 0; i < std::max(fp, bp); ++i) {
       if (i < fp) {
         fs.forward_piece(fslot, i);
-        tick(r.forward_s);
+        tick(r.forward_s, fmt::format("{} piece {}", F, i), "forward");
       }
       if (i < bp) {
         bs.backward_piece(bslot, i);
-        tick(r.backward_s);
+        tick(r.backward_s, fmt::format("{} piece {}", B, i), "backward");
       }
     }
   } else {
     for (int i = 0; i < fp; ++i) fs.forward_piece(fslot, i);
-    tick(r.forward_s);
+    tick(r.forward_s, F, "forward");
     for (int i = 0; i < bp; ++i) bs.backward_piece(bslot, i);
-    tick(r.backward_s);
+    tick(r.backward_s, B, "backward");
   }
   finish_forward(a.chunk, a.micro, r);
   backward_end(a.chunk_b, a.micro_b, /*zero_bubble=*/false);
-  tick(r.backward_s);
+  tick(r.backward_s, fmt::format("W{}.{}", a.chunk_b, a.micro_b), "weight");
 }
 
 StepRun Executor::run(const BatchFn& batch, const core::LossScales& scales, bool record_trace) {
   StepRun r;
   weight_fifo_.clear();
   in_flight_ = 0;
+  r.start = now_s();
   for (auto& cs : chunks_) {
     cs.sends_left = cs.sends_total;
     std::fill(cs.done.begin(), cs.done.end(), false);
   }
-  const double t0 = now_s();
   for (const Action& a : sched_.actions) {
     ChunkState& cs = a.kind == ActionKind::commit ? chunks_[0] : chunks_[a.chunk];
     const ChunkPlace& place = sched_.places[a.kind == ActionKind::commit ? 0 : a.chunk];
@@ -328,14 +332,17 @@ StepRun Executor::run(const BatchFn& batch, const core::LossScales& scales, bool
         break;
       }
       case ActionKind::forward_backward:
-        forward_backward(a, batch, scales, r);
+        forward_backward(a, batch, scales, r, record_trace);
         break;
     }
     const double end = now_s();
     if (compute) r.compute_s += end - start;
-    if (record_trace && (compute || a.kind == ActionKind::commit))
-      r.trace.push_back({compute ? action_label(a) : std::string("wait"), compute ? "compute" : "wait",
-                         start - t0, end - t0});
+    if (record_trace && compute) {
+      static const char* cats[] = {"", "", "", "", "", "forward", "backward", "weight", "pair"};
+      const char* cat = a.kind == ActionKind::backward && a.zero_bubble ? "backward_input"
+                                                                         : cats[static_cast<int>(a.kind)];
+      r.trace.push_back({action_label(a), cat, start, end, TraceLane::compute});
+    }
   }
   commit();
   FLOT_CHECK(weight_fifo_.empty(), "rank {}: {} weight passes left after the schedule", sched_.rank,

@@ -20,16 +20,10 @@
 
 #include "core/model.hpp"
 #include "parallel/communicator.hpp"
+#include "parallel/run_trace.hpp"
 #include "parallel/schedule.hpp"
 
 namespace parallel {
-
-// One timed interval of a rank's step, for traces.
-struct TraceEvent {
-  std::string name;  // "F0.3", "(F0.3&B1.1)", "commit", "W0.2", ...
-  const char* cat;   // "compute", "wait"
-  double start, end;  // seconds since the step started
-};
 
 struct StepRun {
   core::MicroLosses losses;           // summed over the micro-batches this rank finished (last stages)
@@ -37,7 +31,8 @@ struct StepRun {
   double compute_s = 0, wait_s = 0;   // time in compute actions, and waiting in commits
   double forward_s = 0, backward_s = 0;  // compute split (a pair counts in both, by pieces)
   int peak_activations = 0;           // chunk forwards in flight whose input pass has not run
-  std::vector<TraceEvent> trace;
+  double start = 0;                   // steady-clock time the step started
+  std::vector<TraceEvent> trace;      // compute actions (pieces inside pairs) and commits
 };
 
 class Executor {
@@ -70,7 +65,8 @@ class Executor {
   void release_if_idle(int chunk, int micro);
   void commit();
   void forward(int chunk, int micro, const BatchFn& batch, const core::LossScales& scales, StepRun& r);
-  void forward_backward(const Action& a, const BatchFn& batch, const core::LossScales& scales, StepRun& r);
+  void forward_backward(const Action& a, const BatchFn& batch, const core::LossScales& scales,
+                        StepRun& r, bool record);
   void backward_begin(int chunk, int micro);
   void backward_end(int chunk, int micro, bool zero_bubble);
   void weight(int chunk, int micro);

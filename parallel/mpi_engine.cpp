@@ -84,7 +84,8 @@ Engine::~Engine() {
 HandlePtr Engine::submit(std::shared_ptr<Op> op) {
   {
     std::lock_guard<std::mutex> lk(mu_);
-    if (pending_++ == 0) busy_since_ = now_s();
+    op->submitted = now_s();
+    if (pending_++ == 0) busy_since_ = op->submitted;
     incoming_.push_back(op);
   }
   work_cv_.notify_one();
@@ -108,6 +109,18 @@ CommStats Engine::stats() const {
   return s;
 }
 
+void Engine::set_recording(bool on) {
+  std::lock_guard<std::mutex> lk(mu_);
+  recording_ = on;
+}
+
+std::vector<CommRecord> Engine::take_records() {
+  std::lock_guard<std::mutex> lk(mu_);
+  std::vector<CommRecord> out;
+  out.swap(records_);
+  return out;
+}
+
 void Engine::wait(Op& op) {
   if (op.complete.load()) return;
   const double t0 = now_s();
@@ -116,7 +129,9 @@ void Engine::wait(Op& op) {
                         std::chrono::duration_cast<std::chrono::steady_clock::duration>(
                             std::chrono::duration<double>(timeout_s_));
   bool ok = done_cv_.wait_until(lk, deadline, [&] { return op.complete.load(); });
-  stats_.wait_s[static_cast<int>(op.traffic)] += now_s() - t0;
+  const double t1 = now_s();
+  stats_.wait_s[static_cast<int>(op.traffic)] += t1 - t0;
+  if (recording_) records_.push_back({op.label, op.traffic, t0, t1, true});
   if (!ok) {
     lk.unlock();
     core::fatal(fmt::format(
@@ -131,6 +146,7 @@ void Engine::finish(Op& op, double now) {
     std::lock_guard<std::mutex> lk(mu_);
     op.complete.store(true);
     if (--pending_ == 0) stats_.in_flight_s += now - busy_since_;
+    if (recording_ && !op.label.empty()) records_.push_back({op.label, op.traffic, op.submitted, now, false});
   }
   done_cv_.notify_all();
 }
