@@ -102,6 +102,9 @@ int bench_body(const BenchArgs& args, const core::Config& cfg, Runtime& rt) {
   j["mfu"] = tokens_per_s * flops_per_token / (peak * 1e9 * ctx.world_size);
   j["peak_rss_mb"] = ru.ru_maxrss / 1024.0;
   j["peak_activations"] = peak_act;
+  j["params_mb"] = trainer.model().params().bytes_params() / 1048576.0;
+  j["optimizer_mb"] = trainer.optimizer().bytes() / 1048576.0;  // this rank's (a ZeRO-1 shard)
+  j["activations_mb"] = trainer.model().activation_bytes() / 1048576.0;
   if (!a2a.empty()) j["a2a_bytes"] = median(a2a);
   if (!comm.empty()) j["comm_s"] = median(comm);
   if (!exposed.empty()) j["exposed_comm_s"] = median(exposed);
