@@ -83,15 +83,7 @@ RunResult fault(const std::string& name, const char* signal, int timeout_s) {
       << "cat $log\n"
       << "echo \"mpirun ended with $code after $(( (t1 - t0) / 1000000 )) ms\"\n"
       << "exit $code\n";
-  RunResult r;
-  FILE* p = popen(("bash " + dir + "/fault.sh 2>&1").c_str(), "r");
-  if (!p) return r;
-  std::array<char, 4096> buf;
-  size_t n;
-  while ((n = fread(buf.data(), 1, buf.size(), p)) > 0) r.output.append(buf.data(), n);
-  int status = pclose(p);
-  r.code = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
-  return r;
+  return run_shell("bash " + dir + "/fault.sh 2>&1");
 }
 
 double ended_after_s(const std::string& output) {
