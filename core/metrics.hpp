@@ -31,6 +31,8 @@ struct StepMetrics {
   // communication other than pipeline messages (exposed communication).
   std::optional<int64_t> a2a_bytes;
   std::optional<double> comm_s, exposed_comm_s;
+  // The expert all-to-all alone: time in flight, and time compute waited for it.
+  std::optional<double> a2a_s, a2a_exposed_s;
   // Pipelines: the share of the step spent waiting for pipeline messages (the bubble).
   std::optional<double> bubble_fraction;
   int peak_activations = 0;  // micro-batch forwards in flight at once on a rank (largest)
@@ -64,6 +66,8 @@ void visit_logged_fields(const StepMetrics& m, F&& f) {
   f("a2a_bytes", "comm", m.a2a_bytes);
   f("comm_s", "comm", m.comm_s);
   f("exposed_comm_s", "comm", m.exposed_comm_s);
+  f("a2a_s", "comm", m.a2a_s);
+  f("a2a_exposed_s", "comm", m.a2a_exposed_s);
   f("bubble_fraction", "pipeline", m.bubble_fraction);
   f("peak_activations", "pipeline", m.peak_activations);
 }

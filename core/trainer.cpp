@@ -316,18 +316,19 @@ StepMetrics Trainer::step() {
   // Timings: the slowest rank's figures (all_reduce max: exact, the same everywhere).
   const parallel::CommStats now = grid_->world().stats();
   const auto tr = [](parallel::Traffic t) { return static_cast<int>(t); };
+  const int a2a = tr(parallel::Traffic::expert_a2a), pipe = tr(parallel::Traffic::pipeline);
+  const double pipeline_wait = now.wait_s[pipe] - last_stats_.wait_s[pipe];
   std::vector<double> worst{
       m.step_time_s,
       run.forward_s,
       run.backward_s,
-      static_cast<double>(now.bytes_sent[tr(parallel::Traffic::expert_a2a)] -
-                          last_stats_.bytes_sent[tr(parallel::Traffic::expert_a2a)]),
+      static_cast<double>(now.bytes_sent[a2a] - last_stats_.bytes_sent[a2a]),
       now.in_flight_s - last_stats_.in_flight_s,
-      now.total_wait_s() - last_stats_.total_wait_s() -
-          (now.wait_s[tr(parallel::Traffic::pipeline)] - last_stats_.wait_s[tr(parallel::Traffic::pipeline)]),
-      (now.wait_s[tr(parallel::Traffic::pipeline)] - last_stats_.wait_s[tr(parallel::Traffic::pipeline)]) /
-          m.step_time_s,
-      static_cast<double>(run.peak_activations)};
+      now.total_wait_s() - last_stats_.total_wait_s() - pipeline_wait,
+      pipeline_wait / m.step_time_s,
+      static_cast<double>(run.peak_activations),
+      now.traffic_in_flight_s[a2a] - last_stats_.traffic_in_flight_s[a2a],
+      now.wait_s[a2a] - last_stats_.wait_s[a2a]};
   last_stats_ = now;
   grid_->world().all_reduce(Tensor::of(worst.data(), {static_cast<int64_t>(worst.size())}),
                             parallel::ReduceOp::max)->wait();
@@ -340,6 +341,10 @@ StepMetrics Trainer::step() {
     m.comm_s = worst[4];
     m.exposed_comm_s = worst[5];
     if (cfg_.parallel.pp > 1) m.bubble_fraction = worst[6];
+    if (cfg_.parallel.ep > 1) {
+      m.a2a_s = worst[8];
+      m.a2a_exposed_s = worst[9];
+    }
   }
   m.peak_activations = static_cast<int>(worst[7]);
   if (dataset_->entropy_floor() >= 0) m.entropy_floor = dataset_->entropy_floor();

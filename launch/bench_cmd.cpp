@@ -57,7 +57,7 @@ int bench_body(const BenchArgs& args, const core::Config& cfg, Runtime& rt) {
   core::Trainer trainer(cfg, ctx, /*run_dir=*/"", /*log=*/false);
   if (!args.trace.empty()) trainer.trace_step(args.warmup + 1, args.trace);
   for (int i = 0; i < args.warmup; ++i) trainer.step();
-  std::vector<double> times, fwd, bwd, opt, a2a, comm, exposed, bubble;
+  std::vector<double> times, fwd, bwd, opt, a2a, comm, exposed, bubble, a2a_s, a2a_exposed;
   double last_loss = 0;
   int peak_act = 0;
   for (int i = 0; i < args.steps; ++i) {
@@ -70,6 +70,8 @@ int bench_body(const BenchArgs& args, const core::Config& cfg, Runtime& rt) {
     if (m.comm_s) comm.push_back(*m.comm_s);
     if (m.exposed_comm_s) exposed.push_back(*m.exposed_comm_s);
     if (m.bubble_fraction) bubble.push_back(*m.bubble_fraction);
+    if (m.a2a_s) a2a_s.push_back(*m.a2a_s);
+    if (m.a2a_exposed_s) a2a_exposed.push_back(*m.a2a_exposed_s);
     peak_act = std::max(peak_act, m.peak_activations);
     last_loss = m.loss;
   }
@@ -109,6 +111,8 @@ int bench_body(const BenchArgs& args, const core::Config& cfg, Runtime& rt) {
   if (!comm.empty()) j["comm_s"] = median(comm);
   if (!exposed.empty()) j["exposed_comm_s"] = median(exposed);
   if (!bubble.empty()) j["bubble_fraction"] = median(bubble);
+  if (!a2a_s.empty()) j["a2a_s"] = median(a2a_s);
+  if (!a2a_exposed.empty()) j["a2a_exposed_s"] = median(a2a_exposed);
   j["link_gbps"] = cfg.parallel.link.bandwidth_gbps;
   j["overlap"] = cfg.parallel.overlap;
   j["loss"] = last_loss;

@@ -45,6 +45,7 @@ using HandlePtr = std::unique_ptr<Handle>;
 struct CommStats {
   int64_t bytes_sent[4] = {0, 0, 0, 0};  // by Traffic, bytes leaving this rank (to other ranks)
   double in_flight_s = 0;                // wall time during which at least one operation was pending
+  double traffic_in_flight_s[4] = {0, 0, 0, 0};  // the same for each Traffic on its own
   double wait_s[4] = {0, 0, 0, 0};       // by Traffic, time the calling thread was blocked in wait()
   double total_wait_s() const { return wait_s[0] + wait_s[1] + wait_s[2] + wait_s[3]; }
 };

@@ -86,6 +86,8 @@ HandlePtr Engine::submit(std::shared_ptr<Op> op) {
     std::lock_guard<std::mutex> lk(mu_);
     op->submitted = now_s();
     if (pending_++ == 0) busy_since_ = op->submitted;
+    const int t = static_cast<int>(op->traffic);
+    if (traffic_pending_[t]++ == 0) traffic_since_[t] = op->submitted;
     incoming_.push_back(op);
   }
   work_cv_.notify_one();
@@ -105,7 +107,10 @@ void Engine::count_bytes(Traffic t, int64_t bytes) {
 CommStats Engine::stats() const {
   std::lock_guard<std::mutex> lk(mu_);
   CommStats s = stats_;
-  if (pending_ > 0) s.in_flight_s += now_s() - busy_since_;
+  const double now = now_s();
+  if (pending_ > 0) s.in_flight_s += now - busy_since_;
+  for (int t = 0; t < 4; ++t)
+    if (traffic_pending_[t] > 0) s.traffic_in_flight_s[t] += now - traffic_since_[t];
   return s;
 }
 
@@ -146,6 +151,8 @@ void Engine::finish(Op& op, double now) {
     std::lock_guard<std::mutex> lk(mu_);
     op.complete.store(true);
     if (--pending_ == 0) stats_.in_flight_s += now - busy_since_;
+    const int t = static_cast<int>(op.traffic);
+    if (--traffic_pending_[t] == 0) stats_.traffic_in_flight_s[t] += now - traffic_since_[t];
     if (recording_ && !op.label.empty()) records_.push_back({op.label, op.traffic, op.submitted, now, false});
   }
   done_cv_.notify_all();

@@ -96,6 +96,8 @@ class Engine {
   std::vector<CommRecord> records_;  // guarded by mu_
   int pending_ = 0;      // submitted, not yet complete
   double busy_since_ = 0;
+  int traffic_pending_[4] = {0, 0, 0, 0};
+  double traffic_since_[4] = {0, 0, 0, 0};
   std::thread thread_;
 };
 
