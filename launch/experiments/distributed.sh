@@ -51,7 +51,8 @@ if [ "$what" = link50 ] || [ "$what" = all ]; then
     j=$(run 2 "${pairs[@]}" --set parallel.link.bandwidth_gbps=50 --set parallel.link.latency_us=5 \
         --set parallel.overlap=$overlap)
     echo "link50: overlap $overlap: step $(field "$j" step_time_s) s, a2a $(field "$j" a2a_bytes) B/rank," \
-         "comm in flight $(field "$j" comm_s) s, exposed $(field "$j" exposed_comm_s) s"
+         "a2a in flight $(field "$j" a2a_s) s, a2a exposed $(field "$j" a2a_exposed_s) s," \
+         "all comm in flight $(field "$j" comm_s) s, exposed $(field "$j" exposed_comm_s) s"
     echo "link50: $j"
   done
 fi
@@ -69,9 +70,9 @@ if [ "$what" = overlap ] || [ "$what" = all ]; then
     for overlap in false true; do
       j=$(run "$ranks" "${pairs[@]}" "${extra[@]}" --set train.global_batch_size=$((16 * ranks)) \
           --set parallel.link.bandwidth_gbps="$gbps" --set parallel.link.latency_us=5 --set parallel.overlap=$overlap)
-      awk -v s="$(field "$j" step_time_s)" -v f="$step" -v c="$(field "$j" comm_s)" -v e="$(field "$j" exposed_comm_s)" \
-          -v o="$overlap" -v r="$ranks" \
-          'BEGIN {printf "overlap: %s ranks, overlap %s: step %.3f s (%.2fx the free link), comm in flight %.3f s, exposed %.3f s (%.0f%%)\n", r, o, s, s / f, c, e, 100 * e / c}'
+      awk -v s="$(field "$j" step_time_s)" -v f="$step" -v c="$(field "$j" a2a_s)" -v e="$(field "$j" a2a_exposed_s)" \
+          -v ac="$(field "$j" comm_s)" -v ae="$(field "$j" exposed_comm_s)" -v o="$overlap" -v r="$ranks" \
+          'BEGIN {printf "overlap: %s ranks, overlap %s: step %.3f s (%.2fx the free link), all-to-all in flight %.3f s, exposed %.3f s (%.0f%%); all communication in flight %.3f s, exposed %.3f s\n", r, o, s, s / f, c, e, 100 * e / c, ac, ae}'
       echo "overlap: $j"
     done
   done
