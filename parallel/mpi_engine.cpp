@@ -174,7 +174,16 @@ void Engine::loop() {
     double wake = std::numeric_limits<double>::infinity();
     bool polling = false, finished = false;
     for (size_t i = 0; i < active.size();) {
-      if (active[i]->progress(now, &wake, &polling)) {
+      bool complete = false;
+      try {
+        complete = active[i]->progress(now, &wake, &polling);
+      } catch (const std::exception& e) {
+        // A chained exchange's second step runs here; its errors must end the job, not the
+        // process without a word.
+        core::fatal(fmt::format("rank {}: communication thread: {} (in {})", world_rank_, e.what(),
+                                active[i]->what));
+      }
+      if (complete) {
         finish(*active[i], now_s());
         active.erase(active.begin() + static_cast<std::ptrdiff_t>(i));
         finished = true;
