@@ -161,6 +161,8 @@ void check_train(Problems& p, const Config& c) {
   at_least(p, "train.threads", t.threads, 0, " (0 = share this node's cores)");
   if (t.resume.empty())
     p.add({"train.resume"}, "train.resume is empty; use auto, never or a checkpoint path");
+  at_least(p, "train.max_skipped_steps", t.max_skipped_steps, 0,
+           " (0 = stop at the first non-finite step)");
   at_least(p, "train.expect.eval_loss_below", t.expect.eval_loss_below, 0.0, " (0 = off)");
   const double gap = t.expect.gap_closed_above;
   if (!(gap >= 0 && gap <= 100))
@@ -243,6 +245,7 @@ void check_rest(Problems& p, const Config& c) {
   at_least(p, "checkpoint.keep", c.checkpoint.keep, 1);
   one_of(p, "runtime.device", c.runtime.device, {"cpu", "cuda"});
   positive(p, "runtime.comm_timeout_s", c.runtime.comm_timeout_s);
+  at_least(p, "runtime.stop_grace_s", c.runtime.stop_grace_s, 0.0, " (0 = no limit)");
 }
 
 }  // namespace

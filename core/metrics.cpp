@@ -4,6 +4,7 @@
 #include <fmt/format.h>
 #include <unistd.h>
 
+#include <cstdlib>
 #include <filesystem>
 #include <type_traits>
 #include <nlohmann/json.hpp>
@@ -15,19 +16,68 @@ namespace core {
 
 MetricsWriter::MetricsWriter(const std::string& run_dir, bool enabled, int num_experts,
                              bool tensorboard)
-    : enabled_(enabled) {
+    : enabled_(enabled), dir_(run_dir), experts_(num_experts) {
   if (!enabled_) return;
   std::filesystem::create_directories(run_dir);
-  jsonl_.open(run_dir + "/metrics.jsonl", std::ios::out | std::ios::trunc);
-  if (!jsonl_) FLOT_THROW(DataError, "cannot write {}/metrics.jsonl", run_dir);
-  if (num_experts > 0) {
-    loads_.open(run_dir + "/expert_load.csv", std::ios::out | std::ios::trunc);
-    if (!loads_) FLOT_THROW(DataError, "cannot write {}/expert_load.csv", run_dir);
-    loads_ << "step,layer";
-    for (int e = 0; e < num_experts; ++e) loads_ << ",e" << e;
-    loads_ << "\n";
+  // Fail now, not at the first log line, when the files cannot be written (nothing is truncated).
+  for (const char* f : {"/metrics.jsonl", "/expert_load.csv"}) {
+    if (num_experts == 0 && std::string(f) == "/expert_load.csv") continue;
+    std::ofstream probe(run_dir + f, std::ios::app);
+    if (!probe) FLOT_THROW(DataError, "cannot write {}{}", run_dir, f);
   }
   if (tensorboard) tb_ = std::make_unique<insight::EventWriter>(run_dir + "/tb");
+}
+
+namespace {
+
+// Keeps the lines of a metrics file whose step is at most `step` (the rows a resumed run keeps).
+void keep_rows_up_to(const std::string& path, int64_t step, bool csv) {
+  std::ifstream in(path);
+  if (!in) return;
+  std::string kept, line;
+  bool first = true;
+  while (std::getline(in, line)) {
+    int64_t s = -1;
+    if (csv && first) {
+      kept += line + "\n";  // the header
+    } else if (csv) {
+      s = std::atoll(line.c_str());
+    } else {
+      auto j = nlohmann::json::parse(line, nullptr, /*allow_exceptions=*/false);
+      if (j.is_object() && j.contains("step")) s = j["step"].get<int64_t>();
+    }
+    if (!(csv && first) && s >= 0 && s <= step) kept += line + "\n";
+    first = false;
+  }
+  in.close();
+  std::ofstream out(path, std::ios::out | std::ios::trunc);
+  out << kept;
+}
+
+}  // namespace
+
+void MetricsWriter::open_files() {
+  if (opened_) return;
+  opened_ = true;
+  const std::string jsonl = dir_ + "/metrics.jsonl", loads = dir_ + "/expert_load.csv";
+  const bool resume = resume_step_ >= 0;
+  if (resume) {
+    keep_rows_up_to(jsonl, resume_step_, false);
+    keep_rows_up_to(loads, resume_step_, true);
+  }
+  const auto mode = std::ios::out | (resume ? std::ios::app : std::ios::trunc);
+  jsonl_.open(jsonl, mode);
+  if (!jsonl_) FLOT_THROW(DataError, "cannot write {}", jsonl);
+  if (experts_ > 0) {
+    const bool header = !resume || std::filesystem::file_size(loads) == 0;
+    loads_.open(loads, mode);
+    if (!loads_) FLOT_THROW(DataError, "cannot write {}", loads);
+    if (header) {
+      loads_ << "step,layer";
+      for (int e = 0; e < experts_; ++e) loads_ << ",e" << e;
+      loads_ << "\n";
+    }
+  }
 }
 
 MetricsWriter::~MetricsWriter() = default;
@@ -54,6 +104,7 @@ struct FieldSink {
 
 void MetricsWriter::write(const StepMetrics& m) {
   if (!enabled_) return;
+  open_files();
   nlohmann::json j;
   insight::Summary summary;
   visit_logged_fields(m, FieldSink{j, summary});
@@ -63,7 +114,9 @@ void MetricsWriter::write(const StepMetrics& m) {
 }
 
 void MetricsWriter::write_loads(int64_t step, const std::vector<std::vector<int64_t>>& loads) {
-  if (!enabled_ || !loads_.is_open()) return;
+  if (!enabled_) return;
+  open_files();
+  if (!loads_.is_open()) return;
   insight::Summary summary;
   for (size_t l = 0; l < loads.size(); ++l) {
     loads_ << step << "," << l;
@@ -108,6 +161,7 @@ void ConsoleLog::step(const StepMetrics& m, double elapsed_s) {
   line += fmt::format(" | lr {:.2e} | {:.0f} tok/s | ETA {}", m.lr, m.tokens_per_s, duration(eta));
   if (m.max_vio > 0) line += fmt::format(" | maxvio {:.3f}", m.max_vio);
   if (m.eval_loss) line += fmt::format(" | eval {:.4f}", *m.eval_loss);
+  if (m.skipped) line += " | SKIPPED (non-finite loss or gradient)";
   if (tty_) {
     std::fputs(("\r\033[K" + line).c_str(), stdout);
     open_line_ = true;

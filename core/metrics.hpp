@@ -38,6 +38,7 @@ struct StepMetrics {
   int peak_activations = 0;  // micro-batch forwards in flight at once on a rank (largest)
   std::optional<double> eval_loss;
   std::optional<double> entropy_floor;
+  bool skipped = false;  // non-finite loss or gradient: no update was applied
 };
 
 // Every logged field of StepMetrics: f(name, group, value) with its name in metrics.jsonl and the
@@ -70,6 +71,7 @@ void visit_logged_fields(const StepMetrics& m, F&& f) {
   f("a2a_exposed_s", "comm", m.a2a_exposed_s);
   f("bubble_fraction", "pipeline", m.bubble_fraction);
   f("peak_activations", "pipeline", m.peak_activations);
+  f("skipped", "", m.skipped);
 }
 
 namespace insight {
@@ -80,15 +82,23 @@ class MetricsWriter {
  public:
   // run_dir: where metrics.jsonl, expert_load.csv and tb/ go (created). Only rank 0 writes
   // (enabled). tensorboard: also write run_dir/tb/events.out.tfevents.* (run.tensorboard).
+  // metrics.jsonl and expert_load.csv are opened by the first write: fresh files, or (after
+  // continue_after) the existing ones.
   MetricsWriter(const std::string& run_dir, bool enabled, int num_experts, bool tensorboard = true);
   ~MetricsWriter();
+  // A resumed run: keep the rows of steps <= step, append after them.
+  void continue_after(int64_t step) { resume_step_ = step; }
   void write(const StepMetrics& m);
   // One CSV row per MoE layer: step, layer, load of every expert; in TensorBoard one histogram
   // per MoE layer of load / mean load ("expert_load/layer_<l>").
   void write_loads(int64_t step, const std::vector<std::vector<int64_t>>& loads);
 
  private:
-  bool enabled_;
+  void open_files();
+  bool enabled_, opened_ = false;
+  std::string dir_;
+  int experts_ = 0;
+  int64_t resume_step_ = -1;
   std::ofstream jsonl_, loads_;
   std::unique_ptr<insight::EventWriter> tb_;
 };

@@ -26,11 +26,6 @@ void check_supported(const Config& c, int world_size) {
                "runtime.device: '{}' is not implemented yet (the CUDA backend is a later issue); "
                "use runtime.device=cpu",
                c.runtime.device);
-  if (c.train.resume != "auto" && c.train.resume != "never")
-    FLOT_THROW(ConfigError,
-               "train.resume: resuming from '{}' is not implemented yet (checkpoints are a later "
-               "issue); use train.resume=never",
-               c.train.resume);
 }
 
 parallel::ScheduleKind schedule_kind(const Config& c) {
@@ -161,6 +156,9 @@ Trainer::Trainer(const Config& cfg, Context& ctx, const std::string& run_dir, bo
   batches_.resize(sched_.chunks);
   batch_step_.assign(sched_.chunks, -1);
   last_stats_ = grid_->world().stats();
+  ckpt_root_ = !cfg_.checkpoint.dir.empty() ? cfg_.checkpoint.dir
+               : run_dir_.empty()           ? std::string()
+                                            : run_dir_ + "/checkpoints";
 }
 
 Trainer::~Trainer() = default;
@@ -186,38 +184,40 @@ void Trainer::mirror_sums() {
   }
 }
 
-double Trainer::global_grad_norm() {
+std::vector<ParamStore::Range> Trainer::counted_ranges() const {
   // Every element is counted once over the world: its shard's owner in the reduction group
   // (parallel::GradSync::shard), on the lower rank of a DualPipe pair, and on the first stage of
   // 1F1B's tied embedding.
   const ParamStore& ps = model_->params();
   const parallel::Coords me = grid_->coords();
   const int pp = cfg_.parallel.pp;
-  double local = 0;
-  if (!(sched_.kind == parallel::ScheduleKind::dualpipe && me.pp_rank > pp - 1 - me.pp_rank)) {
-    std::vector<ParamStore::Range> parts;
-    for (const auto& r : sync_->shard()) parts.push_back(r);
-    if (tied_embedding_ && me.pp_rank == pp - 1) {
-      // the last stage's copy of the embedding is not counted: cut it out of the shard
-      const int id = ps.find("model.embed_tokens.weight");
-      const ParamStore::Range e{ps.offset(id), ps.offset(id) + ps.param(id).numel()};
-      std::vector<ParamStore::Range> cut;
-      for (const auto& r : parts) {
-        if (r.end <= e.begin || r.begin >= e.end) {
-          cut.push_back(r);
-          continue;
-        }
-        if (r.begin < e.begin) cut.push_back({r.begin, e.begin});
-        if (r.end > e.end) cut.push_back({e.end, r.end});
+  if (sched_.kind == parallel::ScheduleKind::dualpipe && me.pp_rank > pp - 1 - me.pp_rank) return {};
+  std::vector<ParamStore::Range> parts;
+  for (const auto& r : sync_->shard()) parts.push_back(r);
+  if (tied_embedding_ && me.pp_rank == pp - 1) {
+    // the last stage's copy of the embedding is not counted: cut it out of the shard
+    const int id = ps.find("model.embed_tokens.weight");
+    const ParamStore::Range e{ps.offset(id), ps.offset(id) + ps.param(id).numel()};
+    std::vector<ParamStore::Range> cut;
+    for (const auto& r : parts) {
+      if (r.end <= e.begin || r.begin >= e.end) {
+        cut.push_back(r);
+        continue;
       }
-      parts = cut;
+      if (r.begin < e.begin) cut.push_back({r.begin, e.begin});
+      if (r.end > e.end) cut.push_back({e.end, r.end});
     }
-    std::vector<Tensor> views;
-    for (const auto& r : parts)
-      if (r.size() > 0) views.push_back(ps.flat_grads().slice(r.begin, r.end));
-    local = optim::sum_squares(views);
+    parts = cut;
   }
-  return std::sqrt(sum_over_world(local));
+  return parts;
+}
+
+double Trainer::global_grad_norm() {
+  const ParamStore& ps = model_->params();
+  std::vector<Tensor> views;
+  for (const auto& r : counted_ranges())
+    if (r.size() > 0) views.push_back(ps.flat_grads().slice(r.begin, r.end));
+  return std::sqrt(sum_over_world(optim::sum_squares(views)));
 }
 
 StepMetrics Trainer::step() {
@@ -273,15 +273,16 @@ StepMetrics Trainer::step() {
                               parallel::ReduceOp::sum)->wait();
 
   const double grad_norm = global_grad_norm();
-  if (!std::isfinite(grad_norm))
-    FLOT_THROW(Error,
-               "step {}: the gradient norm is not finite ({}; loss {:.6g}); stopping before the update so the "
-               "weights stay finite. Lower optim.lr or raise optim.warmup_steps, or check the data",
-               step_ + 1, grad_norm, sums[0] / std::max(1.0, sums[1]));
-  const double clip = optim::clip_factor(grad_norm, cfg_.optim.grad_clip);
+  // A non-finite loss or gradient skips the update. The sums and the norm are rank-ordered, so
+  // every rank takes the same decision.
+  bool finite = std::isfinite(grad_norm);
+  for (double v : sums) finite = finite && std::isfinite(v);
   const double lr = optim::lr_at(schedule_, step_);
-  opt_->step(ps, step_ + 1, lr, clip);
-  sync_->gather_params();
+  if (finite) {
+    const double clip = optim::clip_factor(grad_norm, cfg_.optim.grad_clip);
+    opt_->step(ps, step_ + 1 - skipped_total_, lr, clip);  // AdamW counts applied updates
+    sync_->gather_params();
+  }
 
   // Aux-loss-free balancing: loads over the whole global batch of this step, the same on every
   // rank (integer counts), so every copy of a layer moves its bias identically.
@@ -292,7 +293,7 @@ StepMetrics Trainer::step() {
     for (int e = 0; e < E; ++e) last_loads_[l][e] = static_cast<int64_t>(loads_flat[l * E + e]);
     vio_sum += optim::max_violation(last_loads_[l].data(), E);
   }
-  if (cfg_.model.moe.balancer == "aux_free")
+  if (finite && cfg_.model.moe.balancer == "aux_free")
     for (Moe* moe : model.moe_layers())
       optim::update_expert_bias(ps.buffer(moe->bias_id()), last_loads_[moe->index()].data(), E,
                                 cfg_.model.moe.bias_update_rate);
@@ -300,6 +301,9 @@ StepMetrics Trainer::step() {
 
   ++step_;
   tokens_seen_ += tokens_per_step();
+  skipped_in_row_ = finite ? 0 : skipped_in_row_ + 1;
+  skipped_total_ += finite ? 0 : 1;
+  m.skipped = !finite;
   m.step = step_;
   m.total_steps = cfg_.train.steps;
   m.lm_loss = sums[0] / std::max(1.0, sums[1]);
@@ -431,13 +435,16 @@ TrainResult Trainer::run() {
       m.eval_loss = evaluate();
       r.final_eval_loss = *m.eval_loss;
     }
-    if (step_ % cfg_.train.log_every == 0 || eval_now || step_ == cfg_.train.steps) {
+    if (m.skipped || step_ % cfg_.train.log_every == 0 || eval_now || step_ == cfg_.train.steps) {
       double elapsed = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
       console_->step(m, elapsed);
       metrics_->write(m);
       metrics_->write_loads(step_, last_loads_);
     }
+    if (m.skipped) report_skipped(m);
+    save_if_due(false, r);
   }
+  save_if_due(true, r);
   console_->finish_line();
   r.steps = step_;
   return r;

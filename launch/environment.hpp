@@ -21,6 +21,9 @@ struct LaunchEnv {
   int local_size = 1;   // processes on this node
   int cores = 1;        // hardware threads this process may run on (its affinity mask)
   int node_cores = 1;   // hardware threads of the node
+  // Test hook, never set in normal use: FLOTILLA_TEST_SAVE_PAUSE_S makes every rank pause this
+  // long inside each checkpoint save (tests kill a process in the middle of a real save).
+  double test_save_pause_s = 0;
 };
 
 LaunchEnv read_launch_env();

@@ -6,23 +6,11 @@
 
 #include "core/trainer.hpp"
 #include "layer_harness.hpp"
+#include "trainer_config.hpp"
 
 namespace {
 
-core::Config small_config() {
-  core::Config c;
-  c.model = testing::tiny_model();
-  c.model.vocab_size = 32;
-  c.model.init_std = 0.05;
-  c.train.seq_len = 8;
-  c.train.micro_batch_size = 2;
-  c.train.global_batch_size = 8;
-  c.train.steps = 4;
-  c.train.eval_every = 0;
-  c.optim.warmup_steps = 1;
-  c.data.synthetic.branching = 4;
-  return c;
-}
+core::Config small_config() { return testing::small_trainer_config(); }
 
 }  // namespace
 
