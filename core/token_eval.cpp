@@ -13,8 +13,9 @@ TokenEval evaluate_token_file(Model& model, const data::TokenFile& file, int seq
   TokenEval r;
   r.windows = std::max<int64_t>(0, (file.size() - depth) / stride);
   if (r.windows == 0)
-    FLOT_THROW(DataError, "{} holds {} tokens, fewer than one window of seq_len + 1 = {} (+ {} for "
-                          "the MTP targets); use a shorter --seq-len or a longer file",
+    FLOT_THROW(DataError,
+               "{} holds {} tokens, fewer than one window of seq_len + 1 = {} (+ {} for "
+               "the MTP targets); use a shorter --seq-len or a longer file",
                file.describe(), file.size(), stride, depth);
   double lm_sum = 0;
   std::vector<double> mtp_sum(depth, 0.0);

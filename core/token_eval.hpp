@@ -17,9 +17,9 @@
 namespace core {
 
 struct TokenEval {
-  double lm_loss = 0;               // mean next-token cross-entropy of the main head
-  std::optional<double> mtp_loss;   // mean over depths of each depth's mean (none at depth 0)
-  int64_t tokens = 0;               // main-head targets scored
+  double lm_loss = 0;              // mean next-token cross-entropy of the main head
+  std::optional<double> mtp_loss;  // mean over depths of each depth's mean (none at depth 0)
+  int64_t tokens = 0;              // main-head targets scored
   int64_t windows = 0;
 };
 

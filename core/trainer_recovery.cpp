@@ -48,8 +48,11 @@ checkpoint::SaveResult Trainer::save_checkpoint(const std::string& root) {
               {"path", cfg_.data.path},
               {"note", "sequence i of step s is training window s * global_batch_size + i"}};
   const parallel::GridShape& g = grid_->shape();
-  req.layout = {{"world_size", g.world}, {"pp", g.pp},         {"dp", g.dp},
-                {"ep", g.ep},            {"zero1", cfg_.parallel.zero1},
+  req.layout = {{"world_size", g.world},
+                {"pp", g.pp},
+                {"dp", g.dp},
+                {"ep", g.ep},
+                {"zero1", cfg_.parallel.zero1},
                 {"schedule", parallel::schedule_kind_name(sched_.kind)}};
   req.keep = cfg_.checkpoint.keep;
   req.pause_s = save_pause_s_;
@@ -98,12 +101,13 @@ void Trainer::report_skipped(const StepMetrics& m) {
       "a row, train.max_skipped_steps = {})",
       m.step, m.loss, m.grad_norm, skipped_in_row_, max));
   if (skipped_in_row_ > max)
-    FLOT_THROW(Error,
-               "stopping: {} steps in a row (up to step {}) had a non-finite loss or gradient, more "
-               "than train.max_skipped_steps = {}. The weights are those of the last good step; "
-               "resume from the last checkpoint with a lower optim.lr or longer "
-               "optim.warmup_steps, or check the data",
-               skipped_in_row_, m.step, max);
+    FLOT_THROW(
+        Error,
+        "stopping: {} steps in a row (up to step {}) had a non-finite loss or gradient, more "
+        "than train.max_skipped_steps = {}. The weights are those of the last good step; "
+        "resume from the last checkpoint with a lower optim.lr or longer "
+        "optim.warmup_steps, or check the data",
+        skipped_in_row_, m.step, max);
 }
 
 }  // namespace core

@@ -21,8 +21,9 @@ namespace launch {
 int run_eval(const EvalArgs& args) {
   const LaunchEnv env = read_launch_env();
   if (env.world_size > 1)
-    FLOT_THROW(core::ConfigError, "flotilla eval runs in one process; launch it without mpirun "
-                                  "(it uses every core of the process)");
+    FLOT_THROW(core::ConfigError,
+               "flotilla eval runs in one process; launch it without mpirun "
+               "(it uses every core of the process)");
   std::unique_ptr<core::checkpoint::CheckpointReader> ck;
   std::unique_ptr<core::checkpoint::HfReader> hf;
   core::Config cfg;

@@ -34,9 +34,10 @@ int run_import(const ImportArgs& args) {
   req.data = {{"next_step", 0}, {"next_sequence", 0}};
   req.layout = {{"imported_from", args.hf}};
   const auto res = core::checkpoint::save_checkpoint(args.out, share, req);
-  fmt::print("imported {} into {} ({:.1f} MiB, no optimizer state)\n"
-             "train from it with: flotilla train --config {}/config.yaml --set train.resume={}\n",
-             args.hf, res.path, res.bytes / 1048576.0, res.path, args.out);
+  fmt::print(
+      "imported {} into {} ({:.1f} MiB, no optimizer state)\n"
+      "train from it with: flotilla train --config {}/config.yaml --set train.resume={}\n",
+      args.hf, res.path, res.bytes / 1048576.0, res.path, args.out);
   return 0;
 }
 

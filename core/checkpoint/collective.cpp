@@ -12,7 +12,8 @@ std::vector<double> gather_all(parallel::Communicator* world, const std::vector<
   if (!world || world->size() == 1) return mine;
   const int64_t n = static_cast<int64_t>(mine.size());
   std::vector<double> all(static_cast<size_t>(n) * world->size());
-  world->all_gather(Tensor::of(mine.data(), {n}), Tensor::of(all.data(), {n * world->size()}))->wait();
+  world->all_gather(Tensor::of(mine.data(), {n}), Tensor::of(all.data(), {n * world->size()}))
+      ->wait();
   return all;
 }
 
@@ -33,9 +34,9 @@ Agreement agree(parallel::Communicator* world, const std::string& my_error, int 
     return a;
   }
   const bool failed = !my_error.empty();
-  const std::vector<double> flags = gather_all(
-      world, {failed ? 1.0 : 0.0, failed ? static_cast<double>(kind) : 0.0,
-              static_cast<double>(my_error.size())});
+  const std::vector<double> flags =
+      gather_all(world, {failed ? 1.0 : 0.0, failed ? static_cast<double>(kind) : 0.0,
+                         static_cast<double>(my_error.size())});
   for (int r = 0; r < world->size(); ++r)
     if (flags[3 * r] > 0) {
       a.failed = true;
@@ -49,8 +50,10 @@ Agreement agree(parallel::Communicator* world, const std::string& my_error, int 
   std::vector<int32_t> text(static_cast<size_t>(std::max<int64_t>(len, 1)), 0);
   if (world->rank() == a.rank)
     for (int64_t i = 0; i < len; ++i) text[i] = static_cast<unsigned char>(my_error[i]);
-  world->all_reduce(Tensor::of(text.data(), {static_cast<int64_t>(text.size())}),
-                    parallel::ReduceOp::sum)->wait();
+  world
+      ->all_reduce(Tensor::of(text.data(), {static_cast<int64_t>(text.size())}),
+                   parallel::ReduceOp::sum)
+      ->wait();
   a.message.assign(static_cast<size_t>(len), ' ');
   for (int64_t i = 0; i < len; ++i) a.message[i] = static_cast<char>(text[i]);
   return a;

@@ -21,7 +21,8 @@ constexpr const char* kSingleFile = "model.safetensors";
 constexpr const char* kFused = "gate_up_proj.weight";
 
 bool ends_with(const std::string& s, const std::string& suffix) {
-  return s.size() >= suffix.size() && s.compare(s.size() - suffix.size(), suffix.size(), suffix) == 0;
+  return s.size() >= suffix.size() &&
+         s.compare(s.size() - suffix.size(), suffix.size(), suffix) == 0;
 }
 
 // HF files list tensors by layer: embedding, layers in numeric order, final norm, head.
@@ -33,7 +34,9 @@ std::tuple<int, std::string> order_key(const std::string& name) {
   return {INT_MAX - 1, name};
 }
 
-int64_t rows_of(const std::vector<int64_t>& shape) { return shape.empty() ? 1 : shape[0]; }
+int64_t rows_of(const std::vector<int64_t>& shape) {
+  return shape.empty() ? 1 : shape[0];
+}
 int64_t cols_of(const std::vector<int64_t>& shape) {
   int64_t n = 1;
   for (size_t i = 1; i < shape.size(); ++i) n *= shape[i];
@@ -95,7 +98,8 @@ nlohmann::json hf_config(const Config& c, const std::string& torch_dtype) {
   return j;
 }
 
-Config config_from_hf(const nlohmann::json& j, Config c, const std::string& path, bool take_seq_len) {
+Config config_from_hf(const nlohmann::json& j, Config c, const std::string& path,
+                      bool take_seq_len) {
   auto fail = [&](const std::string& key, const std::string& why) {
     FLOT_THROW(DataError, "{}: {} {}", path, key, why);
   };
@@ -153,7 +157,8 @@ Config config_from_hf(const nlohmann::json& j, Config c, const std::string& path
   must_be("moe_layer_freq", 1, "every layer after first_k_dense_replace is MoE");
   if (j.contains("rope_scaling") && !j["rope_scaling"].is_null())
     fail("rope_scaling", fmt::format("= {}: RoPE scaling (YaRN) is not implemented; only plain "
-                                     "RoPE (rope_scaling null)", j["rope_scaling"].dump()));
+                                     "RoPE (rope_scaling null)",
+                                     j["rope_scaling"].dump()));
   return c;
 }
 
@@ -161,7 +166,8 @@ std::vector<HfPart> hf_parts(const std::string& name, const std::vector<int64_t>
   const int64_t rows = rows_of(shape);
   if (ends_with(name, kFused)) {
     const std::string prefix = name.substr(0, name.size() - std::strlen(kFused));
-    return {{prefix + "gate_proj.weight", 0, rows / 2}, {prefix + "up_proj.weight", rows / 2, rows}};
+    return {{prefix + "gate_proj.weight", 0, rows / 2},
+            {prefix + "up_proj.weight", rows / 2, rows}};
   }
   return {{name, 0, rows}};
 }
@@ -182,8 +188,8 @@ ExportResult export_hf(CheckpointReader& r, const std::string& out_dir, const st
     }
   };
   std::vector<Out> outs;
-  auto add = [&](const std::string& hf, const std::string& kind, const std::string& src,
-                 int64_t rb, int64_t re, DType dt) {
+  auto add = [&](const std::string& hf, const std::string& kind, const std::string& src, int64_t rb,
+                 int64_t re, DType dt) {
     std::vector<int64_t> shape = r.shape(src);
     if (!shape.empty()) shape[0] = re - rb;
     outs.push_back({hf, kind, src, rb, re, shape, dt});
@@ -221,7 +227,8 @@ ExportResult export_hf(CheckpointReader& r, const std::string& out_dir, const st
   nlohmann::json weight_map = nlohmann::json::object();
   std::vector<std::byte> buf;
   for (size_t s = 0; s < shards.size(); ++s) {
-    const std::string file = fmt::format("model-{:05d}-of-{:05d}.safetensors", s + 1, shards.size());
+    const std::string file =
+        fmt::format("model-{:05d}-of-{:05d}.safetensors", s + 1, shards.size());
     std::vector<TensorInfo> infos;
     for (const Out* o : shards[s]) infos.push_back({o->hf, st_dtype_of(o->dtype), o->shape, 0, 0});
     SafetensorsWriter w(out_dir + "/" + file, infos, {{"format", "pt"}});
@@ -256,13 +263,16 @@ HfReader::HfReader(const std::string& dir) : dir_(dir) {
     if (!j.contains("weight_map") || !j["weight_map"].is_object())
       FLOT_THROW(DataError, "{} has no weight_map object", index);
     for (auto& [name, file] : j["weight_map"].items()) {
-      if (!file.is_string()) FLOT_THROW(DataError, "{}: weight_map.{} is not a file name", index, name);
+      if (!file.is_string())
+        FLOT_THROW(DataError, "{}: weight_map.{} is not a file name", index, name);
       weight_map_[name] = file.get<std::string>();
     }
   } else if (fs::exists(dir + "/" + kSingleFile, ec)) {
-    const SafetensorsFile& f = *files_.emplace(kSingleFile, std::make_unique<SafetensorsFile>(
-                                                                dir + "/" + kSingleFile, "HF weights"))
-                                    .first->second;
+    const SafetensorsFile& f =
+        *files_
+             .emplace(kSingleFile,
+                      std::make_unique<SafetensorsFile>(dir + "/" + kSingleFile, "HF weights"))
+             .first->second;
     for (const auto& t : f.tensors()) weight_map_[t.name] = kSingleFile;
   } else {
     FLOT_THROW(DataError, "{} holds neither {} nor {}: not an HF model directory", dir, kIndexFile,
@@ -275,12 +285,15 @@ HfReader::~HfReader() = default;
 const SafetensorsFile& HfReader::file_of(const std::string& hf_name) {
   auto it = weight_map_.find(hf_name);
   if (it == weight_map_.end())
-    FLOT_THROW(DataError, "HF model {} has no tensor {}; its config.json and weights describe "
-                          "another model", dir_, hf_name);
+    FLOT_THROW(DataError,
+               "HF model {} has no tensor {}; its config.json and weights describe "
+               "another model",
+               dir_, hf_name);
   auto f = files_.find(it->second);
   if (f == files_.end())
-    f = files_.emplace(it->second, std::make_unique<SafetensorsFile>(dir_ + "/" + it->second,
-                                                                     "HF weights"))
+    f = files_
+            .emplace(it->second,
+                     std::make_unique<SafetensorsFile>(dir_ + "/" + it->second, "HF weights"))
             .first;
   return *f->second;
 }
@@ -295,9 +308,10 @@ void HfReader::read(const std::string& name, const std::vector<int64_t>& shape, 
     std::vector<int64_t> want = shape;
     if (!want.empty()) want[0] = p.row_end - p.row_begin;
     if (t->shape != want)
-      FLOT_THROW(DataError, "{}: {} has shape [{}], the model needs [{}] (config.json and weights "
-                            "disagree)", f.path(), p.name, fmt::join(t->shape, ", "),
-                 fmt::join(want, ", "));
+      FLOT_THROW(DataError,
+                 "{}: {} has shape [{}], the model needs [{}] (config.json and weights "
+                 "disagree)",
+                 f.path(), p.name, fmt::join(t->shape, ", "), fmt::join(want, ", "));
     convert_elements(f.data(*t), t->dtype, t->numel(), dtype,
                      static_cast<std::byte*>(dst) + p.row_begin * cols * dtype_size(dtype),
                      f.path() + ": " + p.name);

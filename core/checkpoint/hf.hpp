@@ -31,7 +31,8 @@ namespace core::checkpoint {
 nlohmann::json hf_config(const Config& c, const std::string& torch_dtype);
 // `base` with model.* (and train.seq_len from max_position_embeddings when `take_seq_len`) taken
 // from an HF config.json. DataError naming the key for what this model cannot represent.
-Config config_from_hf(const nlohmann::json& j, Config base, const std::string& path, bool take_seq_len);
+Config config_from_hf(const nlohmann::json& j, Config base, const std::string& path,
+                      bool take_seq_len);
 
 // The HF tensors holding one of our named tensors: rows [row_begin, row_end) of it each.
 struct HfPart {

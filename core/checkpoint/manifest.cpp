@@ -19,7 +19,8 @@ std::string manifest_json(const Manifest& m) {
   j["source"] = m.source;
   j["step"] = m.progress.step;
   j["tokens"] = m.progress.tokens;
-  j["skipped_steps"] = {{"total", m.progress.skipped_total}, {"in_a_row", m.progress.skipped_in_row}};
+  j["skipped_steps"] = {{"total", m.progress.skipped_total},
+                        {"in_a_row", m.progress.skipped_in_row}};
   j["optimizer"] = {{"kind", "adamw"},
                     {"state", m.has_optimizer},
                     {"moment_dtype", m.moment_dtype},
@@ -79,9 +80,13 @@ Manifest parse_manifest(const std::string& text, const std::string& path) {
   return m;
 }
 
-std::string checkpoint_name(int64_t step) { return fmt::format("step-{:09d}", step); }
+std::string checkpoint_name(int64_t step) {
+  return fmt::format("step-{:09d}", step);
+}
 
-std::string rank_file_name(int rank) { return fmt::format("rank-{:05d}.safetensors", rank); }
+std::string rank_file_name(int rank) {
+  return fmt::format("rank-{:05d}.safetensors", rank);
+}
 
 std::vector<Found> list_checkpoints(const std::string& root) {
   std::vector<Found> out;
@@ -103,8 +108,10 @@ std::string resolve_checkpoint_path(const std::string& path) {
   std::error_code ec;
   if (fs::is_regular_file(fs::path(path) / kManifestFile, ec)) return path;
   if (!fs::is_directory(path, ec))
-    FLOT_THROW(DataError, "checkpoint '{}' does not exist (give a checkpoint directory, the one "
-                          "holding manifest.json, or a directory of step-* checkpoints)", path);
+    FLOT_THROW(DataError,
+               "checkpoint '{}' does not exist (give a checkpoint directory, the one "
+               "holding manifest.json, or a directory of step-* checkpoints)",
+               path);
   auto found = list_checkpoints(path);
   if (found.empty())
     FLOT_THROW(DataError,

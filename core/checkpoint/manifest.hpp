@@ -41,12 +41,12 @@ struct Manifest {
   int version = kFormatVersion;
   std::string source = "train";  // "train" or "import" (HF weights, no optimizer state)
   Progress progress;
-  bool has_optimizer = true;        // AdamW moments are present
+  bool has_optimizer = true;  // AdamW moments are present
   std::string moment_dtype = "fp32";
-  nlohmann::json data;              // the data position, spelled out for people and checks
-  nlohmann::json rng;               // random generator state (none today; see docs)
-  nlohmann::json layout;            // the layout that wrote it (information only)
-  std::vector<FileEntry> files;     // every file but the manifest
+  nlohmann::json data;           // the data position, spelled out for people and checks
+  nlohmann::json rng;            // random generator state (none today; see docs)
+  nlohmann::json layout;         // the layout that wrote it (information only)
+  std::vector<FileEntry> files;  // every file but the manifest
 };
 
 std::string manifest_json(const Manifest& m);

@@ -39,8 +39,9 @@ CheckpointReader::CheckpointReader(const std::string& dir) : dir_(dir) {
     paths_.push_back(path);
     struct stat st {};
     if (::stat(path.c_str(), &st) != 0)
-      FLOT_THROW(DataError, "checkpoint {}: file {} listed in the manifest is missing ({}); the "
-                            "checkpoint is damaged: resume from another one",
+      FLOT_THROW(DataError,
+                 "checkpoint {}: file {} listed in the manifest is missing ({}); the "
+                 "checkpoint is damaged: resume from another one",
                  dir, f.name, std::strerror(errno));
     if (static_cast<int64_t>(st.st_size) != f.bytes)
       FLOT_THROW(DataError,
@@ -138,8 +139,10 @@ int64_t CheckpointReader::stored_elements(const std::string& kind) const {
 const std::vector<int64_t>& CheckpointReader::shape(const std::string& name) const {
   auto it = shapes_.find(name);
   if (it == shapes_.end())
-    FLOT_THROW(DataError, "checkpoint {} has no tensor {}; it was written for another model "
-                          "(compare its config.yaml)", dir_, name);
+    FLOT_THROW(DataError,
+               "checkpoint {} has no tensor {}; it was written for another model "
+               "(compare its config.yaml)",
+               dir_, name);
   return it->second;
 }
 
@@ -147,8 +150,10 @@ void CheckpointReader::read(const std::string& kind, const std::string& name, in
                             int64_t end, DType dtype, void* dst) {
   auto it = index_.find(kind + "/" + name);
   if (it == index_.end())
-    FLOT_THROW(DataError, "checkpoint {} has no {} of {}; it was written for another model or "
-                          "layout's parameters (compare its config.yaml)", dir_, kind, name);
+    FLOT_THROW(DataError,
+               "checkpoint {} has no {} of {}; it was written for another model or "
+               "layout's parameters (compare its config.yaml)",
+               dir_, kind, name);
   const auto& entries = it->second;
   const size_t es = dtype_size(dtype);
   int64_t at = begin;
@@ -160,8 +165,9 @@ void CheckpointReader::read(const std::string& kind, const std::string& name, in
         break;
       }
     if (!hit)
-      FLOT_THROW(DataError, "checkpoint {} lacks elements [{}, {}) of {} of {}: the rank files do "
-                            "not cover it; the checkpoint is incomplete or damaged",
+      FLOT_THROW(DataError,
+                 "checkpoint {} lacks elements [{}, {}) of {} of {}: the rank files do "
+                 "not cover it; the checkpoint is incomplete or damaged",
                  dir_, at, end, kind, name);
     const int64_t n = std::min(end, hit->end) - at;
     const SafetensorsFile& f = open(hit->file);
@@ -175,12 +181,21 @@ void CheckpointReader::read(const std::string& kind, const std::string& name, in
 std::vector<std::string> check_resumable(const Config& saved, const Config& now,
                                          const std::string& dir) {
   // What fixes the parameters' names and shapes; everything else may change on resume.
-  static const std::set<std::string> shape_keys = {
-      "model.vocab_size", "model.hidden_size", "model.num_layers", "model.first_dense_layers",
-      "model.dense_intermediate_size", "model.attention.num_heads", "model.attention.q_lora_rank",
-      "model.attention.kv_lora_rank", "model.attention.qk_nope_head_dim",
-      "model.attention.qk_rope_head_dim", "model.attention.v_head_dim", "model.moe.num_experts",
-      "model.moe.num_shared_experts", "model.moe.expert_intermediate_size", "model.mtp.depth"};
+  static const std::set<std::string> shape_keys = {"model.vocab_size",
+                                                   "model.hidden_size",
+                                                   "model.num_layers",
+                                                   "model.first_dense_layers",
+                                                   "model.dense_intermediate_size",
+                                                   "model.attention.num_heads",
+                                                   "model.attention.q_lora_rank",
+                                                   "model.attention.kv_lora_rank",
+                                                   "model.attention.qk_nope_head_dim",
+                                                   "model.attention.qk_rope_head_dim",
+                                                   "model.attention.v_head_dim",
+                                                   "model.moe.num_experts",
+                                                   "model.moe.num_shared_experts",
+                                                   "model.moe.expert_intermediate_size",
+                                                   "model.mtp.depth"};
   // Settings of the process, not of the training.
   static const std::set<std::string> quiet = {"train.resume", "train.threads", "run.name",
                                               "checkpoint.dir"};

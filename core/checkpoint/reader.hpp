@@ -56,7 +56,7 @@ class CheckpointReader {
   std::string dir_;
   Manifest manifest_;
   Config config_;
-  std::vector<std::string> paths_;  // by file index (manifest order)
+  std::vector<std::string> paths_;                   // by file index (manifest order)
   std::map<std::string, std::vector<Entry>> index_;  // "kind/name" -> pieces, by begin
   std::map<std::string, std::vector<int64_t>> shapes_;
   std::map<int, std::unique_ptr<SafetensorsFile>> open_;

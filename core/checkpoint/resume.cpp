@@ -43,15 +43,17 @@ void check_writable(const std::string& root, parallel::Communicator* world) {
       std::error_code ec;
       fs::create_directories(root, ec);
       if (ec)
-        FLOT_THROW(ConfigError, "checkpoint directory {} cannot be created: {}; set "
-                                "checkpoint.dir to a writable directory (or checkpoint.every=0)",
+        FLOT_THROW(ConfigError,
+                   "checkpoint directory {} cannot be created: {}; set "
+                   "checkpoint.dir to a writable directory (or checkpoint.every=0)",
                    root, ec.message());
       const std::string probe = root + "/.probe-" + std::to_string(::getpid());
       try {
         write_file_synced(probe, "probe\n");
       } catch (const Error& e) {
-        FLOT_THROW(ConfigError, "checkpoint directory {} is not writable ({}); set checkpoint.dir "
-                                "to a writable directory (or checkpoint.every=0)",
+        FLOT_THROW(ConfigError,
+                   "checkpoint directory {} is not writable ({}); set checkpoint.dir "
+                   "to a writable directory (or checkpoint.every=0)",
                    root, e.what());
       }
       std::remove(probe.c_str());

@@ -58,19 +58,25 @@ double element(const unsigned char* p, const std::string& t, int64_t i) {
   return t == "BF16" ? bf16_to_f32(h) : f16_to_f32(h);
 }
 
-std::string json_string(const std::string& s) { return nlohmann::json(s).dump(); }
+std::string json_string(const std::string& s) {
+  return nlohmann::json(s).dump();
+}
 
 void parse_header(const unsigned char* p, int64_t file_size, const std::string& path,
                   std::vector<TensorInfo>& tensors, std::map<std::string, std::string>& metadata,
                   int64_t& data_start) {
   if (file_size < 8)
-    FLOT_THROW(DataError, "{}: {} bytes, shorter than the 8-byte safetensors header length; the file "
-                          "is truncated or not a safetensors file", path, file_size);
+    FLOT_THROW(DataError,
+               "{}: {} bytes, shorter than the 8-byte safetensors header length; the file "
+               "is truncated or not a safetensors file",
+               path, file_size);
   uint64_t n = 0;
   std::memcpy(&n, p, 8);
   if (n > kMaxHeader || static_cast<int64_t>(n) > file_size - 8)
-    FLOT_THROW(DataError, "{}: safetensors header length {} does not fit the file of {} bytes; the "
-                          "file is truncated or not a safetensors file", path, n, file_size);
+    FLOT_THROW(DataError,
+               "{}: safetensors header length {} does not fit the file of {} bytes; the "
+               "file is truncated or not a safetensors file",
+               path, n, file_size);
   nlohmann::json h;
   try {
     h = nlohmann::json::parse(p + 8, p + 8 + n);
@@ -78,7 +84,8 @@ void parse_header(const unsigned char* p, int64_t file_size, const std::string& 
     FLOT_THROW(DataError, "{}: the safetensors header is not valid JSON ({}); the file is corrupt",
                path, e.what());
   }
-  if (!h.is_object()) FLOT_THROW(DataError, "{}: the safetensors header is not a JSON object", path);
+  if (!h.is_object())
+    FLOT_THROW(DataError, "{}: the safetensors header is not a JSON object", path);
   data_start = 8 + static_cast<int64_t>(n);
   tensors.clear();
   metadata.clear();
@@ -104,7 +111,8 @@ void parse_header(const unsigned char* p, int64_t file_size, const std::string& 
       FLOT_THROW(DataError, "{}: tensor '{}' has a malformed entry ({})", path, key, e.what());
     }
     const int64_t es = st_dtype_size(t.dtype);
-    if (es == 0) FLOT_THROW(DataError, "{}: tensor '{}' has unknown dtype '{}'", path, key, t.dtype);
+    if (es == 0)
+      FLOT_THROW(DataError, "{}: tensor '{}' has unknown dtype '{}'", path, key, t.dtype);
     for (int64_t d : t.shape)
       if (d < 0) FLOT_THROW(DataError, "{}: tensor '{}' has a negative dimension", path, key);
     if (t.begin < 0 || t.end < t.begin || t.end - t.begin != t.numel() * es)
@@ -122,8 +130,9 @@ void parse_header(const unsigned char* p, int64_t file_size, const std::string& 
   int64_t at = 0;
   for (const TensorInfo* t : order) {
     if (t->begin != at)
-      FLOT_THROW(DataError, "{}: tensor '{}' starts at data byte {}, expected {} (tensors must "
-                            "tile the data without holes or overlaps); the header is corrupt",
+      FLOT_THROW(DataError,
+                 "{}: tensor '{}' starts at data byte {}, expected {} (tensors must "
+                 "tile the data without holes or overlaps); the header is corrupt",
                  path, t->name, t->begin, at);
     at = t->end;
   }
@@ -148,13 +157,20 @@ int64_t st_dtype_size(const std::string& t) {
 
 const char* st_dtype_of(DType t) {
   switch (t) {
-    case DType::f32: return "F32";
-    case DType::f64: return "F64";
-    case DType::bf16: return "BF16";
-    case DType::i32: return "I32";
-    case DType::i64: return "I64";
-    case DType::e4m3: return "F8_E4M3";
-    case DType::e5m2: return "F8_E5M2";
+    case DType::f32:
+      return "F32";
+    case DType::f64:
+      return "F64";
+    case DType::bf16:
+      return "BF16";
+    case DType::i32:
+      return "I32";
+    case DType::i64:
+      return "I64";
+    case DType::e4m3:
+      return "F8_E4M3";
+    case DType::e5m2:
+      return "F8_E5M2";
   }
   return "?";
 }
@@ -186,7 +202,9 @@ int64_t TensorInfo::numel() const {
   return n;
 }
 
-std::string hex64(uint64_t v) { return fmt::format("{:016x}", v); }
+std::string hex64(uint64_t v) {
+  return fmt::format("{:016x}", v);
+}
 
 std::string safetensors_header(const std::vector<TensorInfo>& tensors,
                                const std::map<std::string, std::string>& metadata) {
@@ -204,8 +222,8 @@ std::string safetensors_header(const std::vector<TensorInfo>& tensors,
   for (size_t i = 0; i < tensors.size(); ++i) {
     const TensorInfo& t = tensors[i];
     const int64_t bytes = t.numel() * st_dtype_size(t.dtype);
-    j += (i == 0 && metadata.empty() ? "" : ",") + json_string(t.name) + ":{\"dtype\":" +
-         json_string(t.dtype) + ",\"shape\":[";
+    j += (i == 0 && metadata.empty() ? "" : ",") + json_string(t.name) +
+         ":{\"dtype\":" + json_string(t.dtype) + ",\"shape\":[";
     for (size_t d = 0; d < t.shape.size(); ++d) j += (d ? "," : "") + std::to_string(t.shape[d]);
     j += "],\"data_offsets\":[" + std::to_string(at) + "," + std::to_string(at + bytes) + "]}";
     at += bytes;
@@ -289,7 +307,8 @@ void read_safetensors_header(const std::string& path, std::vector<TensorInfo>& t
     head.resize(8 + n);
     if (::pread(fd, head.data() + 8, n, 8) != static_cast<ssize_t>(n)) {
       ::close(fd);
-      FLOT_THROW(DataError, "{}: cannot read its {}-byte header: {}", path, n, std::strerror(errno));
+      FLOT_THROW(DataError, "{}: cannot read its {}-byte header: {}", path, n,
+                 std::strerror(errno));
     }
   }
   ::close(fd);

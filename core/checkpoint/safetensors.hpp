@@ -36,9 +36,9 @@ void convert_elements(const void* src, const std::string& from, int64_t n, DType
 
 struct TensorInfo {
   std::string name;
-  std::string dtype;            // file dtype ("F32", "BF16", ...)
+  std::string dtype;  // file dtype ("F32", "BF16", ...)
   std::vector<int64_t> shape;
-  int64_t begin = 0, end = 0;   // byte offsets within the data (reader; the writer computes them)
+  int64_t begin = 0, end = 0;  // byte offsets within the data (reader; the writer computes them)
   int64_t numel() const;
 };
 

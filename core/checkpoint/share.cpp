@@ -31,7 +31,8 @@ std::vector<NamedPiece> named_pieces(const ParamStore& ps, ParamStore::Range fla
       const int64_t sb = off + s * per, b = std::max(sb, flat.begin),
                     e = std::min(sb + per, flat.end);
       if (b >= e) continue;
-      out.push_back({spec.stack_first >= 0 ? spec.slice_name(s) : spec.name, shape, b - sb, e - sb, b});
+      out.push_back(
+          {spec.stack_first >= 0 ? spec.slice_name(s) : spec.name, shape, b - sb, e - sb, b});
     }
   }
   return out;
@@ -51,8 +52,10 @@ ParsedKey parse_key(const std::string& key, const std::string& file) {
   const size_t a = key.find('/');
   const size_t b = a == std::string::npos ? a : key.find('/', a + 1);
   auto bad = [&] {
-    FLOT_THROW(DataError, "{}: tensor key '{}' is not of the form <kind>/<name>[/<begin>:<end>]; "
-                          "the file is not a Flotilla checkpoint shard", file, key);
+    FLOT_THROW(DataError,
+               "{}: tensor key '{}' is not of the form <kind>/<name>[/<begin>:<end>]; "
+               "the file is not a Flotilla checkpoint shard",
+               file, key);
   };
   if (a == std::string::npos || a == 0) bad();
   k.kind = key.substr(0, a);

@@ -26,16 +26,16 @@ namespace core::checkpoint {
 
 // Tensor kinds of a checkpoint, the first part of every stored tensor key.
 inline constexpr const char* kParam = "param";
-inline constexpr const char* kExpAvg = "exp_avg";        // AdamW first moment
-inline constexpr const char* kExpAvgSq = "exp_avg_sq";   // AdamW second moment
-inline constexpr const char* kBuffer = "buffer";         // non-trained state (balancing biases)
+inline constexpr const char* kExpAvg = "exp_avg";       // AdamW first moment
+inline constexpr const char* kExpAvgSq = "exp_avg_sq";  // AdamW second moment
+inline constexpr const char* kBuffer = "buffer";        // non-trained state (balancing biases)
 
 struct NamedPiece {
-  std::string name;             // global name (one expert slice for stacked tensors)
-  std::vector<int64_t> shape;   // the named tensor's full shape
-  int64_t begin = 0, end = 0;   // element range within the named tensor
-  int64_t flat = 0;             // flat offset of element `begin` in the rank's parameter view
-  bool whole() const;           // the piece is the whole named tensor
+  std::string name;            // global name (one expert slice for stacked tensors)
+  std::vector<int64_t> shape;  // the named tensor's full shape
+  int64_t begin = 0, end = 0;  // element range within the named tensor
+  int64_t flat = 0;            // flat offset of element `begin` in the rank's parameter view
+  bool whole() const;          // the piece is the whole named tensor
   int64_t numel() const { return end - begin; }
 };
 
@@ -57,10 +57,10 @@ ParsedKey parse_key(const std::string& key, const std::string& file);
 // One rank's view of the training state for saving and loading.
 struct RankShare {
   ParamStore* params = nullptr;
-  optim::ShardedAdamW* optimizer = nullptr;    // null: parameters and buffers only
-  std::vector<ParamStore::Range> writes;       // flat ranges whose values (and moments) it writes
-  bool write_buffers = false;                  // it writes the balancing biases
-  parallel::Communicator* world = nullptr;     // null: a single process
+  optim::ShardedAdamW* optimizer = nullptr;  // null: parameters and buffers only
+  std::vector<ParamStore::Range> writes;     // flat ranges whose values (and moments) it writes
+  bool write_buffers = false;                // it writes the balancing biases
+  parallel::Communicator* world = nullptr;   // null: a single process
 };
 
 }  // namespace core::checkpoint

@@ -64,8 +64,9 @@ struct Block {
 // lie inside the owned ones).
 int64_t moment_offset(const optim::ShardedAdamW& opt, int64_t flat, int64_t n) {
   const auto& pieces = opt.pieces();
-  auto it = std::upper_bound(pieces.begin(), pieces.end(), flat,
-                             [](int64_t f, const optim::ShardedAdamW::Piece& p) { return f < p.begin; });
+  auto it =
+      std::upper_bound(pieces.begin(), pieces.end(), flat,
+                       [](int64_t f, const optim::ShardedAdamW::Piece& p) { return f < p.begin; });
   FLOT_CHECK(it != pieces.begin(), "flat element {} is not owned by the optimizer", flat);
   --it;
   FLOT_CHECK(flat + n <= it->end, "flat range [{}, {}) leaves the optimizer piece [{}, {})", flat,
@@ -73,7 +74,8 @@ int64_t moment_offset(const optim::ShardedAdamW& opt, int64_t flat, int64_t n) {
   return it->moment + (flat - it->begin);
 }
 
-FileDigest write_rank_file(const std::string& path, const RankShare& share, int rank, int64_t step) {
+FileDigest write_rank_file(const std::string& path, const RankShare& share, int rank,
+                           int64_t step) {
   const ParamStore& ps = *share.params;
   const size_t es = dtype_size(ps.dtype());
   std::vector<NamedPiece> pieces;
@@ -84,8 +86,8 @@ FileDigest write_rank_file(const std::string& path, const RankShare& share, int 
   nlohmann::json shapes = nlohmann::json::object();
   auto add = [&](const std::string& kind, const NamedPiece& p, const char* dtype, const void* data,
                  size_t bytes) {
-    tensors.push_back({piece_key(kind, p), dtype,
-                       p.whole() ? p.shape : std::vector<int64_t>{p.numel()}, 0, 0});
+    tensors.push_back(
+        {piece_key(kind, p), dtype, p.whole() ? p.shape : std::vector<int64_t>{p.numel()}, 0, 0});
     blocks.push_back({data, bytes});
   };
   const auto* base = static_cast<const std::byte*>(ps.flat_params().data);
@@ -97,8 +99,8 @@ FileDigest write_rank_file(const std::string& path, const RankShare& share, int 
     const optim::ShardedAdamW& opt = *share.optimizer;
     const size_t ms = dtype_size(opt.moment_dtype());
     for (const char* kind : {kExpAvg, kExpAvgSq}) {
-      const auto* m = static_cast<const std::byte*>(
-          (kind == kExpAvg ? opt.moment1() : opt.moment2()).data);
+      const auto* m =
+          static_cast<const std::byte*>((kind == kExpAvg ? opt.moment1() : opt.moment2()).data);
       for (const auto& p : pieces)
         add(kind, p, st_dtype_of(opt.moment_dtype()),
             m + moment_offset(opt, p.flat, p.numel()) * ms, p.numel() * ms);
@@ -107,8 +109,9 @@ FileDigest write_rank_file(const std::string& path, const RankShare& share, int 
   if (share.write_buffers)
     for (int b = 0; b < ps.num_buffers(); ++b) {
       const Tensor t = ps.buffer(b);
-      NamedPiece whole{ps.buffer_name(b), std::vector<int64_t>(t.shape.begin(), t.shape.begin() + t.ndim),
-                       0, t.numel(), 0};
+      NamedPiece whole{ps.buffer_name(b),
+                       std::vector<int64_t>(t.shape.begin(), t.shape.begin() + t.ndim), 0,
+                       t.numel(), 0};
       add(kBuffer, whole, st_dtype_of(t.dtype), t.data, t.bytes());
       shapes[whole.name] = whole.shape;
     }
@@ -130,14 +133,16 @@ void prune_checkpoints(const std::string& root, int keep, const std::string& pro
   for (int i = 0; i < excess && i + 1 < static_cast<int>(found.size()); ++i) {
     std::error_code ec;
     if (fs::equivalent(found[i].path, protect, ec)) continue;
-    const fs::path doomed = fs::path(root) / (".del-" + fs::path(found[i].path).filename().string());
+    const fs::path doomed =
+        fs::path(root) / (".del-" + fs::path(found[i].path).filename().string());
     remove_quietly(doomed);
     fs::rename(found[i].path, doomed, ec);
     if (!ec) remove_quietly(doomed);
   }
 }
 
-SaveResult save_checkpoint(const std::string& root, const RankShare& share, const SaveRequest& req) {
+SaveResult save_checkpoint(const std::string& root, const RankShare& share,
+                           const SaveRequest& req) {
   const auto t0 = std::chrono::steady_clock::now();
   parallel::Communicator* world = share.world;
   const int rank = world ? world->rank() : 0;
@@ -160,10 +165,12 @@ SaveResult save_checkpoint(const std::string& root, const RankShare& share, cons
   // 2. every rank's share
   FileDigest mine;
   const std::string file = rank_file_name(rank);
-  std::string err = attempt([&] { mine = write_rank_file((tmp / file).string(), share, rank, step); });
+  std::string err =
+      attempt([&] { mine = write_rank_file((tmp / file).string(), share, rank, step); });
   if (req.pause_s > 0) {
-    std::fprintf(stderr, "test hook: rank %d (pid %d) pauses %.1f s inside the save of step %lld "
-                         "(FLOTILLA_TEST_SAVE_PAUSE_S)\n",
+    std::fprintf(stderr,
+                 "test hook: rank %d (pid %d) pauses %.1f s inside the save of step %lld "
+                 "(FLOTILLA_TEST_SAVE_PAUSE_S)\n",
                  rank, static_cast<int>(::getpid()), req.pause_s, static_cast<long long>(step));
     std::fflush(stderr);
     std::this_thread::sleep_for(std::chrono::duration<double>(req.pause_s));
@@ -173,25 +180,28 @@ SaveResult save_checkpoint(const std::string& root, const RankShare& share, cons
   throw_if_failed(written, what);
 
   // 3. sizes and hashes to rank 0, which commits
-  const std::vector<double> all = gather_all(
-      world, {static_cast<double>(mine.bytes), static_cast<double>(mine.xxh3 >> 32),
-              static_cast<double>(mine.xxh3 & 0xffffffffu)});
+  const std::vector<double> all =
+      gather_all(world, {static_cast<double>(mine.bytes), static_cast<double>(mine.xxh3 >> 32),
+                         static_cast<double>(mine.xxh3 & 0xffffffffu)});
   SaveResult res;
   res.path = final_dir.string();
   Manifest m;
   m.source = req.source;
   m.progress = req.progress;
   m.has_optimizer = share.optimizer != nullptr;
-  if (share.optimizer) m.moment_dtype = share.optimizer->moment_dtype() == DType::bf16 ? "bf16" : "fp32";
+  if (share.optimizer)
+    m.moment_dtype = share.optimizer->moment_dtype() == DType::bf16 ? "bf16" : "fp32";
   m.data = req.data;
   m.layout = req.layout;
   m.rng = {{"state", nullptr},
-           {"note", "training draws no random numbers after initialization: parameter init and "
-                    "data windows are counter-based hashes of (run.seed, name or index)"}};
+           {"note",
+            "training draws no random numbers after initialization: parameter init and "
+            "data windows are counter-based hashes of (run.seed, name or index)"}};
   const int world_size = world ? world->size() : 1;
   for (int r = 0; r < world_size; ++r) {
-    FileEntry e{rank_file_name(r), static_cast<int64_t>(all[3 * r]),
-                (static_cast<uint64_t>(all[3 * r + 1]) << 32) | static_cast<uint64_t>(all[3 * r + 2])};
+    FileEntry e{
+        rank_file_name(r), static_cast<int64_t>(all[3 * r]),
+        (static_cast<uint64_t>(all[3 * r + 1]) << 32) | static_cast<uint64_t>(all[3 * r + 2])};
     res.bytes += e.bytes;
     m.files.push_back(e);
   }

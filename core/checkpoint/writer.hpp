@@ -32,7 +32,7 @@ struct SaveRequest {
   nlohmann::json data;      // data position
   nlohmann::json layout;    // who wrote it
   std::string source = "train";
-  int keep = 0;             // complete checkpoints to keep under root; 0 = all
+  int keep = 0;  // complete checkpoints to keep under root; 0 = all
   // Test hook (FLOTILLA_TEST_SAVE_PAUSE_S, read in launch/): each rank sleeps this long after
   // writing its file and before the commit, announcing it, so that a test can kill a process in
   // the middle of a real save. 0 in normal use.
@@ -40,8 +40,8 @@ struct SaveRequest {
 };
 
 struct SaveResult {
-  std::string path;    // the committed checkpoint
-  int64_t bytes = 0;   // all files, all ranks
+  std::string path;   // the committed checkpoint
+  int64_t bytes = 0;  // all files, all ranks
   double seconds = 0;
 };
 

@@ -13,7 +13,9 @@ TokenFile::TokenFile(const std::string& path)
 
 TokenFile::~TokenFile() = default;
 
-int64_t TokenFile::size() const { return s_->count; }
+int64_t TokenFile::size() const {
+  return s_->count;
+}
 
 std::string TokenFile::describe() const {
   return fmt::format("{} {} ({} tokens)", s_->label, s_->path, s_->count);
@@ -27,12 +29,24 @@ void TokenFile::read(int64_t begin, int64_t n, int64_t vocab, int32_t* out) cons
   for (int64_t i = 0; i < n; ++i) {
     int64_t v = 0;
     switch (s_->type) {
-      case detail::TokenType::u8: v = p[i]; break;
-      case detail::TokenType::i16: v = detail::load<int16_t>(p + 2 * i); break;
-      case detail::TokenType::u16: v = detail::load<uint16_t>(p + 2 * i); break;
-      case detail::TokenType::i32: v = detail::load<int32_t>(p + 4 * i); break;
-      case detail::TokenType::u32: v = detail::load<uint32_t>(p + 4 * i); break;
-      case detail::TokenType::i64: v = detail::load<int64_t>(p + 8 * i); break;
+      case detail::TokenType::u8:
+        v = p[i];
+        break;
+      case detail::TokenType::i16:
+        v = detail::load<int16_t>(p + 2 * i);
+        break;
+      case detail::TokenType::u16:
+        v = detail::load<uint16_t>(p + 2 * i);
+        break;
+      case detail::TokenType::i32:
+        v = detail::load<int32_t>(p + 4 * i);
+        break;
+      case detail::TokenType::u32:
+        v = detail::load<uint32_t>(p + 4 * i);
+        break;
+      case detail::TokenType::i64:
+        v = detail::load<int64_t>(p + 8 * i);
+        break;
     }
     if (v < 0 || v >= vocab)
       FLOT_THROW(DataError,

@@ -1,16 +1,15 @@
 // Checkpoints in one process: the directory a save leaves, exact resume (2N steps == N + resume
 // + N, bitwise), keep, incomplete and damaged checkpoints, refused resumes, unwritable
 // directories, and skipped non-finite steps.
-#include <catch2/catch.hpp>
+#include <unistd.h>
 
+#include <catch2/catch.hpp>
 #include <cmath>
 #include <cstdio>
 #include <cstring>
 #include <filesystem>
 #include <fstream>
 #include <limits>
-
-#include <unistd.h>
 
 #include "core/checkpoint/files.hpp"
 #include "core/checkpoint/manifest.hpp"
@@ -99,7 +98,8 @@ void exact_resume(core::Config c) {
 
 }  // namespace
 
-TEST_CASE("a save leaves one complete step directory with a manifest of every file", "[checkpoint]") {
+TEST_CASE("a save leaves one complete step directory with a manifest of every file",
+          "[checkpoint]") {
   core::Config c = small_config();
   core::Context ctx;
   core::Trainer t(c, ctx, "", false);
@@ -109,7 +109,8 @@ TEST_CASE("a save leaves one complete step directory with a manifest of every fi
   const ck::SaveResult res = t.save_checkpoint(root);
   CHECK(res.path == root + "/step-000000002");
   std::vector<std::string> entries;
-  for (const auto& e : fs::directory_iterator(root)) entries.push_back(e.path().filename().string());
+  for (const auto& e : fs::directory_iterator(root))
+    entries.push_back(e.path().filename().string());
   CHECK(entries == std::vector<std::string>{"step-000000002"});  // no temporary left behind
   ck::CheckpointReader r(res.path);
   const ck::Manifest& m = r.manifest();
@@ -130,7 +131,8 @@ TEST_CASE("a save leaves one complete step directory with a manifest of every fi
   CHECK(r.config() == c);
   // Every tensor under its global name, experts one by one, moments beside them, biases.
   const auto params = r.names(ck::kParam);
-  CHECK(std::count(params.begin(), params.end(), "model.layers.1.mlp.experts.3.gate_up_proj.weight") == 1);
+  CHECK(std::count(params.begin(), params.end(),
+                   "model.layers.1.mlp.experts.3.gate_up_proj.weight") == 1);
   CHECK(std::count(params.begin(), params.end(), "model.layers.0.self_attn.q_a_proj.weight") == 1);
   CHECK(params.size() == static_cast<size_t>(r.names(ck::kExpAvg).size()));
   CHECK(r.names(ck::kBuffer) ==
@@ -155,7 +157,8 @@ TEST_CASE("exact resume with bf16 moments and the aux-loss balancer", "[checkpoi
   exact_resume(c);
 }
 
-TEST_CASE("checkpoint.keep removes the oldest complete checkpoints, never the newest", "[checkpoint]") {
+TEST_CASE("checkpoint.keep removes the oldest complete checkpoints, never the newest",
+          "[checkpoint]") {
   core::Config c = small_config();
   c.checkpoint.keep = 2;
   core::Context ctx;
@@ -182,7 +185,8 @@ TEST_CASE("checkpoint.keep removes the oldest complete checkpoints, never the ne
   fs::remove_all(root);
 }
 
-TEST_CASE("incomplete checkpoints are ignored and resume picks the latest complete one", "[checkpoint]") {
+TEST_CASE("incomplete checkpoints are ignored and resume picks the latest complete one",
+          "[checkpoint]") {
   core::Config c = small_config();
   core::Context ctx;
   core::Trainer t(c, ctx, "", false);
@@ -208,7 +212,8 @@ TEST_CASE("incomplete checkpoints are ignored and resume picks the latest comple
   fs::remove_all(root);
 }
 
-TEST_CASE("a corrupt or truncated checkpoint file is reported by name and never loaded", "[checkpoint]") {
+TEST_CASE("a corrupt or truncated checkpoint file is reported by name and never loaded",
+          "[checkpoint]") {
   core::Config c = small_config();
   core::Context ctx;
   core::Trainer t(c, ctx, "", false);
@@ -234,15 +239,18 @@ TEST_CASE("a corrupt or truncated checkpoint file is reported by name and never 
   CHECK(u.progress().step == 0);
   CHECK(params_of(u) == before);  // the file was verified before any byte of it was used
   fs::resize_file(file, size - 100);
-  CHECK_THROWS_WITH(u.resume_from(dir), Contains("rank-00000.safetensors is") && Contains("truncated"));
+  CHECK_THROWS_WITH(u.resume_from(dir),
+                    Contains("rank-00000.safetensors is") && Contains("truncated"));
   fs::remove(file);
-  CHECK_THROWS_WITH(u.resume_from(dir), Contains("rank-00000.safetensors listed in the manifest is missing"));
+  CHECK_THROWS_WITH(u.resume_from(dir),
+                    Contains("rank-00000.safetensors listed in the manifest is missing"));
   std::ofstream(dir + "/manifest.json") << "{\"format\": \"flotilla-checkpoint\", \"version\": 1";
   CHECK_THROWS_WITH(u.resume_from(dir), Contains("malformed checkpoint manifest"));
   fs::remove_all(root);
 }
 
-TEST_CASE("resuming with another model shape is refused naming the keys; other changes are noted", "[checkpoint]") {
+TEST_CASE("resuming with another model shape is refused naming the keys, other changes are noted",
+          "[checkpoint]") {
   core::Config c = small_config();
   core::Context ctx;
   core::Trainer t(c, ctx, "", false);
@@ -259,12 +267,14 @@ TEST_CASE("resuming with another model shape is refused naming the keys; other c
   slower.parallel.zero1 = false;
   core::Trainer s(slower, ctx, "", false);
   const auto notes = s.resume_from(dir);
-  CHECK(notes == std::vector<std::string>{"optim.lr: 0.003 -> 0.001", "parallel.zero1: true -> false"});
+  CHECK(notes ==
+        std::vector<std::string>{"optim.lr: 0.003 -> 0.001", "parallel.zero1: true -> false"});
   CHECK(s.progress().step == 1);
   fs::remove_all(root);
 }
 
-TEST_CASE("an unwritable checkpoint directory is an error before training and leaves nothing", "[checkpoint]") {
+TEST_CASE("an unwritable checkpoint directory is an error before training and leaves nothing",
+          "[checkpoint]") {
   const std::string root = fresh_dir("unwritable");
   fs::create_directories(root);
   std::ofstream(root + "/file") << "x";  // a directory cannot be created below a file
@@ -277,11 +287,14 @@ TEST_CASE("an unwritable checkpoint directory is an error before training and le
   core::Context ctx;
   core::Trainer t(c, ctx, "", false);
   t.step();
-  CHECK_THROWS_WITH(t.save_checkpoint(root + "/file/ckpt"), Contains("saving checkpoint") && Contains("Not a directory"));
+  CHECK_THROWS_WITH(t.save_checkpoint(root + "/file/ckpt"),
+                    Contains("saving checkpoint") && Contains("Not a directory"));
   fs::remove_all(root);
 }
 
-TEST_CASE("a step with a non-finite loss is skipped: no update, no bias move, then training goes on", "[checkpoint][recovery]") {
+TEST_CASE(
+    "a step with a non-finite loss is skipped: no update, no bias move, then training goes on",
+    "[checkpoint][recovery]") {
   core::Config c = small_config();
   core::Context ctx;
   core::Trainer t(c, ctx, "", false);
@@ -311,7 +324,8 @@ TEST_CASE("a step with a non-finite loss is skipped: no update, no bias move, th
   CHECK(t.progress().adamw_steps() == 2);
 }
 
-TEST_CASE("the run stops after more than train.max_skipped_steps non-finite steps in a row", "[checkpoint][recovery]") {
+TEST_CASE("the run stops after more than train.max_skipped_steps non-finite steps in a row",
+          "[checkpoint][recovery]") {
   core::Config c = small_config();
   c.train.max_skipped_steps = 2;
   c.train.steps = 10;
@@ -319,7 +333,8 @@ TEST_CASE("the run stops after more than train.max_skipped_steps non-finite step
   core::Trainer t(c, ctx, "", false);
   core::ParamStore& ps = t.model().params();
   ps.param(ps.find("lm_head.weight")).ptr<float>()[0] = std::numeric_limits<float>::infinity();
-  CHECK_THROWS_WITH(t.run(), Contains("3 steps in a row") && Contains("train.max_skipped_steps = 2"));
+  CHECK_THROWS_WITH(t.run(),
+                    Contains("3 steps in a row") && Contains("train.max_skipped_steps = 2"));
   CHECK(t.progress().step == 3);
   CHECK(t.progress().skipped_total == 3);
 }

@@ -2,9 +2,9 @@
 // safetensors 0.8 via its numpy API, for the same tensors in the same order), and the reader's
 // checks: it reads those bytes back and refuses truncated, padded, overlapping or malformed files
 // naming the file and the fault.
-#include <catch2/catch.hpp>
 #include <unistd.h>
 
+#include <catch2/catch.hpp>
 #include <cstdio>
 #include <fstream>
 #include <string>
@@ -32,13 +32,18 @@ const char* kRefB =
 
 std::string unhex(const char* h) {
   std::string out;
-  for (size_t i = 0; h[i] && h[i + 1]; i += 2) out += static_cast<char>(std::stoi(std::string(h + i, 2), nullptr, 16));
+  for (size_t i = 0; h[i] && h[i + 1]; i += 2)
+    out += static_cast<char>(std::stoi(std::string(h + i, 2), nullptr, 16));
   return out;
 }
 
-std::string tmp_path(const std::string& name) { return "/tmp/flotilla-st-" + std::to_string(::getpid()) + "-" + name; }
+std::string tmp_path(const std::string& name) {
+  return "/tmp/flotilla-st-" + std::to_string(::getpid()) + "-" + name;
+}
 
-std::string slurp(const std::string& path) { return read_small_file(path, "test"); }
+std::string slurp(const std::string& path) {
+  return read_small_file(path, "test");
+}
 
 void spit(const std::string& path, const std::string& bytes) {
   std::ofstream(path, std::ios::binary) << bytes;
@@ -46,7 +51,8 @@ void spit(const std::string& path, const std::string& bytes) {
 
 }  // namespace
 
-TEST_CASE("safetensors writer produces the reference implementation's bytes", "[checkpoint][safetensors]") {
+TEST_CASE("safetensors writer produces the reference implementation's bytes",
+          "[checkpoint][safetensors]") {
   const std::string a = tmp_path("a.safetensors");
   {
     const float v[2] = {1.0f, -2.0f};
@@ -73,7 +79,8 @@ TEST_CASE("safetensors writer produces the reference implementation's bytes", "[
   std::remove(b.c_str());
 }
 
-TEST_CASE("safetensors reader reads reference files and converts dtypes", "[checkpoint][safetensors]") {
+TEST_CASE("safetensors reader reads reference files and converts dtypes",
+          "[checkpoint][safetensors]") {
   const std::string b = tmp_path("rb.safetensors");
   spit(b, unhex(kRefB));
   SafetensorsFile f(b);
@@ -112,7 +119,8 @@ TEST_CASE("safetensors reader reads reference files and converts dtypes", "[chec
   std::remove(b.c_str());
 }
 
-TEST_CASE("safetensors reader refuses damaged files with the file name and the fault", "[checkpoint][safetensors]") {
+TEST_CASE("safetensors reader refuses damaged files with the file name and the fault",
+          "[checkpoint][safetensors]") {
   const std::string ref = unhex(kRefB), p = tmp_path("bad.safetensors");
   auto refuses = [&](const std::string& bytes, const std::string& what) {
     spit(p, bytes);

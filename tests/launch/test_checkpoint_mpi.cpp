@@ -3,9 +3,9 @@
 // must end non-zero within runtime.comm_timeout_s (mpirun notices a dead rank; a hung one makes
 // the others' wait at the save's agreement time out and abort the job), the previous checkpoint
 // must stay complete and loadable, the partial one ignored, and the run must resume from it.
-#include <catch2/catch.hpp>
 #include <signal.h>
 
+#include <catch2/catch.hpp>
 #include <chrono>
 #include <filesystem>
 #include <regex>
@@ -35,8 +35,8 @@ std::string train_args(const std::string& dir, int steps) {
   return "train --set train.steps=" + std::to_string(steps) +
          " --set checkpoint.every=2 --set train.seq_len=32 --set train.global_batch_size=8"
          " --set train.micro_batch_size=2 --set train.eval_every=0 --set train.threads=1"
-         " --set parallel.ep=2 --set runtime.comm_timeout_s=" + std::to_string(static_cast<int>(kCommTimeout)) +
-         " --run-dir " + dir;
+         " --set parallel.ep=2 --set runtime.comm_timeout_s=" +
+         std::to_string(static_cast<int>(kCommTimeout)) + " --run-dir " + dir;
 }
 
 int run_job(const std::string& dir, int steps, const std::string& log) {
@@ -73,12 +73,14 @@ void previous_checkpoint_intact(const std::string& dir) {
   ck::CheckpointReader r(found.back().path);  // manifest, sizes and the config verified
   CHECK(r.manifest().files.size() == 3);
   std::vector<float> bias(8);
-  r.read(ck::kBuffer, "model.layers.1.mlp.gate.e_score_correction_bias", 0, 8, core::DType::f32, bias.data());
+  r.read(ck::kBuffer, "model.layers.1.mlp.gate.e_score_correction_bias", 0, 8, core::DType::f32,
+         bias.data());
 }
 
 }  // namespace
 
-TEST_CASE("a rank killed during a save under mpirun ends the job; the previous checkpoint stays", "[ckpt-mpi]") {
+TEST_CASE("a rank killed during a save under mpirun ends the job and the previous checkpoint stays",
+          "[ckpt-mpi]") {
   const std::string dir = temp_dir("mpi-kill");
   REQUIRE(run_job(dir, 2, "first.log") == 0);
   const auto [took, code] = break_a_save(dir, SIGKILL, "killed.log");
@@ -93,15 +95,17 @@ TEST_CASE("a rank killed during a save under mpirun ends the job; the previous c
   CHECK(!std::filesystem::exists(dir + "/checkpoints/.tmp-step-000000004"));
 }
 
-TEST_CASE("a rank hung during a save under mpirun ends the job within the communication timeout", "[ckpt-mpi]") {
+TEST_CASE("a rank hung during a save under mpirun ends the job within the communication timeout",
+          "[ckpt-mpi]") {
   const std::string dir = temp_dir("mpi-hang");
   REQUIRE(run_job(dir, 2, "first.log") == 0);
   const auto [took, code] = break_a_save(dir, SIGSTOP, "hung.log");
   CHECK(code != 0);
   CHECK(code != Spawned::kRunning);
   CHECK(took < kCommTimeout + kPause + 15);
-  std::printf("mpirun, rank 1 stopped during a save: job ended with %d after %.1f s (timeout %.0f s)\n",
-              code, took, kCommTimeout);
+  std::printf(
+      "mpirun, rank 1 stopped during a save: job ended with %d after %.1f s (timeout %.0f s)\n",
+      code, took, kCommTimeout);
   previous_checkpoint_intact(dir);
   run_job(dir, 4, "resumed.log");
   CHECK(ck::list_checkpoints(dir + "/checkpoints").back().step == 4);

@@ -82,7 +82,9 @@ TEST_CASE("Ctrl-C stops training cleanly after the current step with exit code 1
 
 TEST_CASE("training again into a run directory keeps the previous run's files", "[cli]") {
   std::string dir = temp_dir("cli-rerun");
-  std::string args = "train --set train.steps=1 --set optim.warmup_steps=0 --set train.eval_every=0 --run-dir " + dir;
+  // train.resume=never: a new run (the default, auto, would resume from the checkpoint)
+  std::string args = "train --set train.steps=1 --set optim.warmup_steps=0 --set train.eval_every=0 "
+                     "--set train.resume=never --run-dir " + dir;
   auto first = run_flotilla(args);
   REQUIRE(first.code == 0);
   std::string metrics = read_text(dir + "/metrics.jsonl");
@@ -95,4 +97,5 @@ TEST_CASE("training again into a run directory keeps the previous run's files", 
   moved = moved.substr(0, moved.find('\n'));
   CHECK(read_text(moved + "/metrics.jsonl") == metrics);
   CHECK(!read_text(dir + "/metrics.jsonl").empty());
+  CHECK(!read_text(moved + "/checkpoints/step-000000001/manifest.json").empty());
 }

@@ -3,9 +3,9 @@
 // experts spread over ep ranks) resumed by other layouts and by one process, giving the
 // uninterrupted single-process run's next-step loss to float32 rounding. Every element is
 // stored once whatever the layout.
-#include <catch2/catch.hpp>
 #include <unistd.h>
 
+#include <catch2/catch.hpp>
 #include <cmath>
 #include <cstdio>
 #include <filesystem>
@@ -48,7 +48,8 @@ std::string describe(const core::Config& c, int world) {
 std::vector<std::byte> state_of(core::Trainer& t) {
   std::vector<std::byte> out;
   const auto& ps = t.model().params();
-  std::vector<core::Tensor> parts{ps.flat_params(), t.optimizer().moment1(), t.optimizer().moment2()};
+  std::vector<core::Tensor> parts{ps.flat_params(), t.optimizer().moment1(),
+                                  t.optimizer().moment2()};
   for (int b = 0; b < ps.num_buffers(); ++b) parts.push_back(ps.buffer(b));
   for (const core::Tensor& x : parts) {
     const auto* p = static_cast<const std::byte*>(x.data);
@@ -57,7 +58,9 @@ std::vector<std::byte> state_of(core::Trainer& t) {
   return out;
 }
 
-double rel(double a, double b) { return std::fabs(a - b) / std::max(std::fabs(b), 1e-12); }
+double rel(double a, double b) {
+  return std::fabs(a - b) / std::max(std::fabs(b), 1e-12);
+}
 
 // The single-process run of the same config: its losses of steps 1..2 kSteps.
 const std::vector<core::StepMetrics>& reference() {
@@ -73,7 +76,8 @@ const std::vector<core::StepMetrics>& reference() {
 
 }  // namespace
 
-TEST_CASE("exact resume under mpirun: N steps, save, resume, N steps equals 2N steps bitwise", "[checkpoint]") {
+TEST_CASE("exact resume under mpirun: N steps, save, resume, N steps equals 2N steps bitwise",
+          "[checkpoint]") {
   parallel::Communicator& world = testing::mpi().world();
   const int n = world.size();
   for (int ep : {1, n}) {
@@ -96,7 +100,8 @@ TEST_CASE("exact resume under mpirun: N steps, save, resume, N steps equals 2N s
     int64_t bad = 0;
     for (int s = kSteps; s < 2 * kSteps; ++s) {
       const core::StepMetrics m = second.step();
-      bad += m.loss != ref[s].loss || m.grad_norm != ref[s].grad_norm || m.aux_loss != ref[s].aux_loss;
+      bad +=
+          m.loss != ref[s].loss || m.grad_norm != ref[s].grad_norm || m.aux_loss != ref[s].aux_loss;
     }
     bad += state_of(second) != state_of(whole);  // parameters, moments, biases of this rank
     CHECK(testing::sum_over(world, bad) == 0);
@@ -105,7 +110,8 @@ TEST_CASE("exact resume under mpirun: N steps, save, resume, N steps equals 2N s
   }
 }
 
-TEST_CASE("a checkpoint resumes under another layout and in one process with the same next loss", "[checkpoint]") {
+TEST_CASE("a checkpoint resumes under another layout and in one process with the same next loss",
+          "[checkpoint]") {
   parallel::Communicator& world = testing::mpi().world();
   const int n = world.size();
   const auto& ref = reference();
@@ -134,12 +140,14 @@ TEST_CASE("a checkpoint resumes under another layout and in one process with the
   double worst = 0;
   int64_t bad = 0;
   auto check_next = [&](const std::string& what, const core::StepMetrics& m) {
-    const double d = std::max({rel(m.lm_loss, ref[kSteps].lm_loss), rel(m.mtp_loss, ref[kSteps].mtp_loss),
-                               rel(m.grad_norm, ref[kSteps].grad_norm)});
+    const double d =
+        std::max({rel(m.lm_loss, ref[kSteps].lm_loss), rel(m.mtp_loss, ref[kSteps].mtp_loss),
+                  rel(m.grad_norm, ref[kSteps].grad_norm)});
     worst = std::max(worst, d);
     if (d > 1e-5) {
       ++bad;
-      WARN(what << ": step " << kSteps + 1 << " lm loss " << m.lm_loss << " vs " << ref[kSteps].lm_loss);
+      WARN(what << ": step " << kSteps + 1 << " lm loss " << m.lm_loss << " vs "
+                << ref[kSteps].lm_loss);
     }
     if (m.step != kSteps + 1) ++bad;
   };
@@ -165,8 +173,10 @@ TEST_CASE("a checkpoint resumes under another layout and in one process with the
   }
   world.all_reduce(core::Tensor::of(&worst, {1}), parallel::ReduceOp::max)->wait();
   if (world.rank() == 0)
-    std::printf("reshard from %s on %d ranks: largest relative difference of the next step's "
-                "losses and gradient norm %.2e\n", describe(written, n).c_str(), n, worst);
+    std::printf(
+        "reshard from %s on %d ranks: largest relative difference of the next step's "
+        "losses and gradient norm %.2e\n",
+        describe(written, n).c_str(), n, worst);
   CHECK(testing::sum_over(world, bad) == 0);
   world.barrier();
   if (world.rank() == 0) std::filesystem::remove_all(root);
