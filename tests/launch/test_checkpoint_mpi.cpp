@@ -24,11 +24,9 @@ namespace {
 constexpr double kCommTimeout = 10;  // runtime.comm_timeout_s of these runs
 constexpr double kPause = 2;         // the test hook's pause inside the save
 
-std::string mpirun(int ranks, const std::string& env, const std::string& args) {
-  return "env OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 OMP_NUM_THREADS=1 " + env +
-         " " + FLOTILLA_MPIEXEC + " -np " + std::to_string(ranks) +
-         " --oversubscribe --bind-to none -x OMP_NUM_THREADS -x FLOTILLA_TEST_SAVE_PAUSE_S " +
-         FLOTILLA_BINARY + " " + args;
+// mpirun (run_binary.hpp) with the test hook's pause: local ranks inherit mpirun's environment.
+std::string job(double pause_s, const std::string& args) {
+  return "env FLOTILLA_TEST_SAVE_PAUSE_S=" + std::to_string(pause_s) + " " + mpirun(2) + " " + args;
 }
 
 std::string train_args(const std::string& dir, int steps) {
@@ -40,7 +38,7 @@ std::string train_args(const std::string& dir, int steps) {
 }
 
 int run_job(const std::string& dir, int steps, const std::string& log) {
-  Spawned p(mpirun(2, "FLOTILLA_TEST_SAVE_PAUSE_S=0", train_args(dir, steps)), dir + "/" + log);
+  Spawned p(job(0, train_args(dir, steps)), dir + "/" + log);
   const int code = p.wait_exit(300);
   INFO(p.output());
   CHECK(code == 0);
@@ -50,8 +48,7 @@ int run_job(const std::string& dir, int steps, const std::string& log) {
 // Runs to the save of step 4, does `to_rank1` to rank 1 while it pauses there, and returns the
 // seconds from then to the job's end (and its exit code).
 std::pair<double, int> break_a_save(const std::string& dir, int sig, const std::string& log) {
-  Spawned p(mpirun(2, "FLOTILLA_TEST_SAVE_PAUSE_S=" + std::to_string(kPause), train_args(dir, 4)),
-            dir + "/" + log);
+  Spawned p(job(kPause, train_args(dir, 4)), dir + "/" + log);
   REQUIRE(p.wait_for("test hook: rank 1 (pid ", 300));
   std::smatch m;
   const std::string out = p.output();
