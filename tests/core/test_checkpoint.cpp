@@ -38,6 +38,14 @@ std::string fresh_dir(const std::string& name) {
   return d;
 }
 
+// A checkpoint of one step of `c` in a fresh directory; returns the checkpoint's path.
+std::string one_step_checkpoint(const core::Config& c, const std::string& name) {
+  core::Context ctx;
+  core::Trainer t(c, ctx, "", false);
+  t.step();
+  return t.save_checkpoint(fresh_dir(name)).path;
+}
+
 std::vector<float> params_of(core::Trainer& t) {
   const core::Tensor p = t.model().params().flat_params();
   return std::vector<float>(p.ptr<float>(), p.ptr<float>() + p.numel());
@@ -216,10 +224,7 @@ TEST_CASE("a corrupt or truncated checkpoint file is reported by name and never 
           "[checkpoint]") {
   core::Config c = small_config();
   core::Context ctx;
-  core::Trainer t(c, ctx, "", false);
-  t.step();
-  const std::string root = fresh_dir("corrupt");
-  const std::string dir = t.save_checkpoint(root).path;
+  const std::string dir = one_step_checkpoint(c, "corrupt");
   const std::string file = dir + "/rank-00000.safetensors";
   const int64_t size = static_cast<int64_t>(fs::file_size(file));
   {  // one flipped bit in the data (the header stays valid)
@@ -246,17 +251,14 @@ TEST_CASE("a corrupt or truncated checkpoint file is reported by name and never 
                     Contains("rank-00000.safetensors listed in the manifest is missing"));
   std::ofstream(dir + "/manifest.json") << "{\"format\": \"flotilla-checkpoint\", \"version\": 1";
   CHECK_THROWS_WITH(u.resume_from(dir), Contains("malformed checkpoint manifest"));
-  fs::remove_all(root);
+  fs::remove_all(fs::path(dir).parent_path());
 }
 
 TEST_CASE("resuming with another model shape is refused naming the keys, other changes are noted",
           "[checkpoint]") {
   core::Config c = small_config();
   core::Context ctx;
-  core::Trainer t(c, ctx, "", false);
-  t.step();
-  const std::string root = fresh_dir("shape");
-  const std::string dir = t.save_checkpoint(root).path;
+  const std::string dir = one_step_checkpoint(c, "shape");
   core::Config wider = c;
   wider.model.hidden_size = 12;
   core::Trainer w(wider, ctx, "", false);
@@ -270,7 +272,7 @@ TEST_CASE("resuming with another model shape is refused naming the keys, other c
   CHECK(notes ==
         std::vector<std::string>{"optim.lr: 0.003 -> 0.001", "parallel.zero1: true -> false"});
   CHECK(s.progress().step == 1);
-  fs::remove_all(root);
+  fs::remove_all(fs::path(dir).parent_path());
 }
 
 TEST_CASE("an unwritable checkpoint directory is an error before training and leaves nothing",

@@ -103,7 +103,7 @@ TEST_CASE("bf16 optimizer moments train like fp32 moments, within bf16 rounding"
   CHECK(mb.lm_loss != ma.lm_loss);  // the moments really are stored in bf16
 }
 
-TEST_CASE("a non-finite gradient stops training before the update touches the weights", "[trainer]") {
+TEST_CASE("a non-finite gradient skips the step before the update touches the weights", "[trainer]") {
   core::Config c = small_config();
   core::Context ctx;
   core::Trainer t(c, ctx, "", false);
@@ -112,6 +112,6 @@ TEST_CASE("a non-finite gradient stops training before the update touches the we
   REQUIRE(head >= 0);
   ps.param(head).ptr<float>()[0] = std::nanf("");
   const float kept = ps.param(0).ptr<float>()[1];
-  CHECK_THROWS_WITH(t.step(), Catch::Contains("gradient norm is not finite"));
+  CHECK(t.step().skipped);  // run() stops after train.max_skipped_steps of these in a row
   CHECK(ps.param(0).ptr<float>()[1] == kept);  // no update was applied
 }

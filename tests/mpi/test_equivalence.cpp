@@ -55,14 +55,7 @@ void collect(core::Trainer& t, Run& r) {
 }
 
 Run train(const core::Config& c, parallel::Communicator* world) {
-  core::Context ctx;
-  ctx.threads = 1;
-  ctx.comm = world;
-  if (world) {
-    ctx.rank = world->rank();
-    ctx.world_size = world->size();
-  }
-  core::apply_threads(ctx);
+  core::Context ctx = testing::context_on(world);
   core::Trainer t(c, ctx, "", false);
   Run r;
   for (int s = 0; s < kSteps; ++s) r.steps.push_back(t.step());
