@@ -46,7 +46,7 @@ double seconds_since(std::chrono::steady_clock::time_point t) {
 
 // Sum over every rank of a small vector, in rank order, so that the result is bitwise the same
 // on every rank whatever the MPI library's reduction order: decisions taken from it (clipping,
-// stopping on a non-finite norm) are the same everywhere.
+// skipping a non-finite step) are the same everywhere.
 std::vector<double> ordered_sum(parallel::Communicator& world, const std::vector<double>& mine) {
   const int64_t n = static_cast<int64_t>(mine.size());
   std::vector<double> all(static_cast<size_t>(n) * world.size());
