@@ -58,31 +58,43 @@ Fp8Tensor col_tiles(LayerEnv& env, const LinearOperand& a, int64_t cols) {
   return q;
 }
 
-// The rows `map` (all when empty) of an operand, in 128x1 tiles over the segments `offsets`.
-Fp8Tensor segment_tiles(LayerEnv& env, const LinearOperand& a, int64_t cols, const Tensor& map,
+// An operand in 128x1 tiles over the segments `offsets`, in the scratch arena.
+Fp8Tensor segment_tiles(LayerEnv& env, const LinearOperand& a, int64_t cols,
                         const Tensor& offsets) {
-  BumpArena& ar = env.acts.scratch();
-  const int64_t rows = map.empty() ? a.rows() : map.numel();
-  Fp8Tensor q = kernels::fp8_alloc_segments(ar, kFp8, rows, cols, offsets.numel() - 1);
+  Fp8Tensor q = kernels::fp8_alloc_segments(env.acts.scratch(), kFp8, a.rows(), cols,
+                                            offsets.numel() - 1);
   if (a.quantized()) {
-    Fp8Tensor src = a.q;
-    if (!map.empty()) {
-      src = kernels::fp8_alloc(ar, kFp8, Fp8Tiling::row_1x128, rows, cols);
-      kernels::moe_permute(env.ctx, a.q.codes, map, 1, src.codes);
-      kernels::moe_permute(env.ctx, a.q.scales, map, 1, src.scales);
-    }
-    kernels::fp8_requantize_segments(env.ctx, src, offsets, q);
+    kernels::fp8_requantize_segments(env.ctx, a.q, offsets, q);
   } else {
     require_f32(a.x, env.precision, "expert operand");
-    Tensor x = a.x.matrix(cols);
-    if (!map.empty()) {
-      Tensor picked = ar.alloc(DType::f32, {rows, cols});
-      kernels::moe_permute(env.ctx, x, map, 1, picked);
-      x = picked;
-    }
-    kernels::fp8_quantize_segments(env.ctx, x, offsets, q);
+    kernels::fp8_quantize_segments(env.ctx, a.x.matrix(cols), offsets, q);
   }
   return q;
+}
+
+// Row i of the result is row order[i] of `a` (any form), in the scratch arena.
+LinearOperand reorder_rows(LayerEnv& env, const LinearOperand& a, int64_t cols,
+                           const Tensor& order) {
+  BumpArena& ar = env.acts.scratch();
+  if (a.quantized()) {
+    Fp8Tensor q = kernels::fp8_alloc(ar, kFp8, Fp8Tiling::row_1x128, a.rows(), cols);
+    kernels::moe_permute(env.ctx, a.q.codes, order, 1, q.codes);
+    kernels::moe_permute(env.ctx, a.q.scales, order, 1, q.scales);
+    return LinearOperand(q);
+  }
+  const Tensor x = a.x.matrix(cols);
+  Tensor out = ar.alloc(x.dtype, {x.rows(), cols});
+  kernels::moe_permute(env.ctx, x, order, 1, out);
+  return out;
+}
+
+// Rows [begin, end) of an operand.
+LinearOperand slice_rows(const LinearOperand& a, int64_t cols, int64_t begin, int64_t end) {
+  if (!a.quantized()) return a.x.matrix(cols).slice(begin, end);
+  Fp8Tensor q = a.q;
+  q.codes = q.codes.slice(begin, end);
+  q.scales = q.scales.slice(begin, end);
+  return LinearOperand(q);
 }
 
 // The FP32 and BF16 forms: a tensor (f32, f64 or bf16) as a [rows, cols] matrix.
@@ -239,14 +251,22 @@ void experts_backward_weight(LayerEnv& env, const LinearOperand& dy, const Linea
       kernels::grouped_gemm_wgrad_bf16(env.ctx, plain(dy, out), plain(x, in), rows.offsets, dW);
       return;
     case Precision::fp8: {
-      // One grouped GEMM per source: its rows gathered, their tiles restarting at each expert.
-      const size_t sources = rows.source_rows.size();
-      for (size_t s = 0; s < std::max<size_t>(sources, 1); ++s) {
-        ScratchScope scope(env.acts.scratch());
-        const Tensor map = sources ? rows.source_rows[s] : Tensor();
-        const Tensor& offsets = sources ? rows.source_offsets[s] : rows.offsets;
-        kernels::fp8_grouped_gemm_wgrad(env.ctx, segment_tiles(env, dy, out, map, offsets),
-                                        segment_tiles(env, x, in, map, offsets), offsets, dW);
+      ScratchScope scope(env.acts.scratch());
+      if (rows.source_order.empty()) {
+        kernels::fp8_grouped_gemm_wgrad(env.ctx, segment_tiles(env, dy, out, rows.offsets),
+                                        segment_tiles(env, x, in, rows.offsets), rows.offsets, dW);
+        return;
+      }
+      // One grouped GEMM per source rank over its rows, their tiles restarting at each expert.
+      const LinearOperand dys = reorder_rows(env, dy, out, rows.source_order);
+      const LinearOperand xs = reorder_rows(env, x, in, rows.source_order);
+      for (size_t s = 0; s + 1 < rows.source_begin.size(); ++s) {
+        ScratchScope per_source(env.acts.scratch());
+        const int64_t b = rows.source_begin[s], e = rows.source_begin[s + 1];
+        const Tensor& offsets = rows.source_offsets[s];
+        kernels::fp8_grouped_gemm_wgrad(env.ctx, segment_tiles(env, slice_rows(dys, out, b, e), out, offsets),
+                                        segment_tiles(env, slice_rows(xs, in, b, e), in, offsets),
+                                        offsets, dW);
       }
       return;
     }

@@ -64,10 +64,13 @@ void linear_backward_weight(LayerEnv& env, const LinearOperand& dy, const Linear
 // its 128x1 tiles at each source's rows, so that a tile covers the same tokens in any layout (in
 // one process the tokens of one micro-batch, whose rows are exactly one source's).
 struct ExpertRows {
-  Tensor offsets;                      // i32 [E + 1]: expert e's rows
-  std::vector<Tensor> source_rows;     // per source rank s (empty: one source): i32 [R_s], the
-                                       // row of each of its rows, in its order (expert-major)
-  std::vector<Tensor> source_offsets;  // per source: i32 [E + 1], its rows split by expert
+  Tensor offsets;  // i32 [E + 1]: expert e's rows
+  // Under expert parallelism (empty otherwise): source_order i32 [R] lists the rows in
+  // source-major order (rank s's rows, expert by expert, then rank s + 1's); source s's rows are
+  // [source_begin[s], source_begin[s + 1]) of that order, split by expert by source_offsets[s].
+  Tensor source_order;
+  std::vector<int64_t> source_begin;
+  std::vector<Tensor> source_offsets;  // i32 [E + 1] each
 };
 // y[rows of e] = x[rows of e] W[e]^T
 void experts_forward(LayerEnv& env, const LinearOperand& x, const Tensor& W, const Tensor& offsets,

@@ -242,9 +242,9 @@ void Moe::dispatch_finish(int slot) {
   lo[local_] = static_cast<int32_t>(row);
   // Each source's rows (source-major, so one block) and their split by expert.
   s.rows.offsets = s.local_offsets;
+  s.rows.source_order = s.to_exp;
   for (int r = 0; r < ep_size_; ++r) {
-    const int64_t first = src_start[static_cast<size_t>(r) * local_];
-    s.rows.source_rows.push_back(s.to_exp.slice(first, first + s.recv_rows[r]));
+    s.rows.source_begin.push_back(src_start[static_cast<size_t>(r) * local_]);
     Tensor so = ar.alloc(DType::i32, {local_ + 1});
     int32_t* o = so.ptr<int32_t>();
     o[0] = 0;
@@ -252,6 +252,7 @@ void Moe::dispatch_finish(int slot) {
       o[e + 1] = o[e] + static_cast<int32_t>(s.recv_hdr[r * local_ + e]);
     s.rows.source_offsets.push_back(so);
   }
+  s.rows.source_begin.push_back(R);
   ScratchScope scope(env_.acts.scratch());
   const Tensor arrived = recv_.at(slot).view(s.xs.dtype, {R, s.xs.cols()});
   const bool packed = arrived.dtype == DType::u8;
