@@ -73,7 +73,6 @@ void split_dkv(const T* dk, const T* dvv, int64_t N, int64_t H, int64_t dn, int6
 }  // namespace
 
 void Mla::forward(int slot, const Tensor& a, const Tensor& out) {
-  LayerEnv& env = env_;
   BumpArena& ar = env_.acts.slot(slot);
   Saved& s = slot_state(saved_, slot);
   const int64_t N = a.rows(), T = env_.seq_len, B = N / T;
@@ -84,19 +83,19 @@ void Mla::forward(int slot, const Tensor& a, const Tensor& out) {
   ScratchScope scope(scratch);
   // Tensors that only feed a Linear live in scratch when the precision keeps its own copy.
   BumpArena& linear_only = env_.precision == Precision::fp32 ? ar : scratch;
-  s.a = keep_linear_input(env, a, ar);
+  s.a = keep_linear_input(env_, a, ar);
 
   s.q = ar.alloc(dt, {N, H_, dn_ + dr_});
   if (qr_ > 0) {
     s.cq = ar.alloc(dt, {N, qr_});
     s.rstd_q = ar.alloc(dt, {N});
     Tensor cqn = linear_only.alloc(dt, {N, qr_});
-    linear_forward(env, s.a, P(w_qa_), s.cq);
+    linear_forward(env_, s.a, P(w_qa_), s.cq);
     kernels::rmsnorm_forward(env_.ctx, s.cq, P(w_qa_norm_), eps_, cqn, s.rstd_q);
-    s.cqn = keep_linear_input(env, cqn, ar);
-    linear_forward(env, s.cqn, P(w_qb_), s.q);
+    s.cqn = keep_linear_input(env_, cqn, ar);
+    linear_forward(env_, s.cqn, P(w_qb_), s.q);
   } else {
-    linear_forward(env, s.a, P(w_q_), s.q);
+    linear_forward(env_, s.a, P(w_q_), s.q);
   }
   kernels::rope(env_.ctx, s.q, T, dn_, dr_, theta_, false);
 
@@ -106,13 +105,13 @@ void Mla::forward(int slot, const Tensor& a, const Tensor& out) {
   s.rstd_kv = ar.alloc(dt, {N});
   Tensor ckvn = linear_only.alloc(dt, {N, kvr_});
   Tensor kpe = scratch.alloc(dt, {N, 1, dr_});
-  linear_forward(env, s.a, wkva.slice(0, kvr_), s.ckv);
-  linear_forward(env, s.a, wkva.slice(kvr_, kvr_ + dr_), kpe);
+  linear_forward(env_, s.a, wkva.slice(0, kvr_), s.ckv);
+  linear_forward(env_, s.a, wkva.slice(kvr_, kvr_ + dr_), kpe);
   kernels::rope(env_.ctx, kpe, T, 0, dr_, theta_, false);
   kernels::rmsnorm_forward(env_.ctx, s.ckv, P(w_kva_norm_), eps_, ckvn, s.rstd_kv);
-  s.ckvn = keep_linear_input(env, ckvn, ar);
+  s.ckvn = keep_linear_input(env_, ckvn, ar);
   Tensor kvb = scratch.alloc(dt, {N, H_ * (dn_ + dv_)});
-  linear_forward(env, s.ckvn, P(w_kvb_), kvb);
+  linear_forward(env_, s.ckvn, P(w_kvb_), kvb);
 
   s.k = ar.alloc(dt, {N, H_, dn_ + dr_});
   s.v = ar.alloc(dt, {N, H_, dv_});
@@ -125,7 +124,7 @@ void Mla::forward(int slot, const Tensor& a, const Tensor& out) {
   s.lse = ar.alloc(dt, {B, H_, T});
   kernels::attention_forward(env_.ctx, s.q, s.k, s.v, T, scale_, s.o, s.lse);
   // o stays FP32 for the attention core's backward; the projection converts it on the fly.
-  linear_forward(env, s.o.reshape({N, H_ * dv_}), P(w_o_), out);
+  linear_forward(env_, s.o.reshape({N, H_ * dv_}), P(w_o_), out);
 }
 
 void Mla::backward_input(int slot, const Tensor& dout, const Tensor& da) {
