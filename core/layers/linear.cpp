@@ -14,9 +14,8 @@ using kernels::Fp8Tiling;
 constexpr DType kFp8 = DType::e4m3;  // the recipe uses E4M3 for every operand
 
 void require_f32(const Tensor& t, Precision p, const char* what) {
-  FLOT_CHECK(t.dtype == DType::f32 || t.dtype == DType::bf16,
-             "{} is {}: train.precision {} runs on f32 tensors", what, dtype_name(t.dtype),
-             precision_name(p));
+  FLOT_CHECK(t.dtype == DType::f32, "{} is {}: train.precision {} runs on f32 tensors", what,
+             dtype_name(t.dtype), precision_name(p));
 }
 
 // The activation-side operand of a forward or data-gradient FP8 GEMM ([rows, cols] in 1x128
@@ -38,9 +37,9 @@ Fp8Tensor row_tiles(LayerEnv& env, const LinearOperand& a, int64_t cols) {
 Fp8Tensor weight_blocks(LayerEnv& env, const Tensor& W) {
   require_f32(W, env.precision, "weight");
   Fp8Tensor q = W.ndim == 3 ? kernels::fp8_alloc_experts(env.acts.scratch(), kFp8, W.shape[0],
-                                                          W.shape[1], W.shape[2])
-                            : kernels::fp8_alloc(env.acts.scratch(), kFp8,
-                                                 Fp8Tiling::block_128x128, W.rows(), W.cols());
+                                                         W.shape[1], W.shape[2])
+                            : kernels::fp8_alloc(env.acts.scratch(), kFp8, Fp8Tiling::block_128x128,
+                                                 W.rows(), W.cols());
   kernels::fp8_quantize(env.ctx, W, q);
   return q;
 }
@@ -61,8 +60,8 @@ Fp8Tensor col_tiles(LayerEnv& env, const LinearOperand& a, int64_t cols) {
 // An operand in 128x1 tiles over the segments `offsets`, in the scratch arena.
 Fp8Tensor segment_tiles(LayerEnv& env, const LinearOperand& a, int64_t cols,
                         const Tensor& offsets) {
-  Fp8Tensor q = kernels::fp8_alloc_segments(env.acts.scratch(), kFp8, a.rows(), cols,
-                                            offsets.numel() - 1);
+  Fp8Tensor q =
+      kernels::fp8_alloc_segments(env.acts.scratch(), kFp8, a.rows(), cols, offsets.numel() - 1);
   if (a.quantized()) {
     kernels::fp8_requantize_segments(env.ctx, a.q, offsets, q);
   } else {
@@ -264,9 +263,9 @@ void experts_backward_weight(LayerEnv& env, const LinearOperand& dy, const Linea
         ScratchScope per_source(env.acts.scratch());
         const int64_t b = rows.source_begin[s], e = rows.source_begin[s + 1];
         const Tensor& offsets = rows.source_offsets[s];
-        kernels::fp8_grouped_gemm_wgrad(env.ctx, segment_tiles(env, slice_rows(dys, out, b, e), out, offsets),
-                                        segment_tiles(env, slice_rows(xs, in, b, e), in, offsets),
-                                        offsets, dW);
+        kernels::fp8_grouped_gemm_wgrad(
+            env.ctx, segment_tiles(env, slice_rows(dys, out, b, e), out, offsets),
+            segment_tiles(env, slice_rows(xs, in, b, e), in, offsets), offsets, dW);
       }
       return;
     }

@@ -80,7 +80,8 @@ void MtpModule::forward_phase(int phase, int slot, const Tensor& e, const Tensor
     kernels::rmsnorm_forward(env_.ctx, e, env_.params.param(w_enorm_), eps_, en, s.rstd_e);
     kernels::rmsnorm_forward(env_.ctx, h, env_.params.param(w_hnorm_), eps_, hn, s.rstd_h);
     // The concatenation only feeds the projection: in low precision its copy is what stays.
-    Tensor cat = (env_.precision == Precision::fp32 ? ar : env_.acts.scratch()).alloc(dt, {N, 2 * D_});
+    BumpArena& cat_arena = env_.precision == Precision::fp32 ? ar : env_.acts.scratch();
+    Tensor cat = cat_arena.alloc(dt, {N, 2 * D_});
     concat(cat, en, hn, false);
     s.cat = keep_linear_input(env_, cat, ar);
     linear_forward(env_, s.cat, env_.params.param(w_eh_), s.hp);

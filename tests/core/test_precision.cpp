@@ -2,7 +2,6 @@
 // with fp32 to the precision's error (DeepGEMM's metric), and the low-precision copies of the
 // Linear inputs make the activation memory smaller. Shapes cross the 128-element tiles.
 #include <catch2/catch.hpp>
-
 #include <cmath>
 #include <cstdio>
 #include <functional>
@@ -75,7 +74,8 @@ LayerRun run_layer(Precision p, const MakeLayer& make, int64_t rows, int64_t seq
   r.dx.resize(rows * dim);
   ps.zero_grads();
   layer->forward(0, Tensor::of(x.data(), {rows, dim}), Tensor::of(r.y.data(), {rows, dim}));
-  layer->backward_input(0, Tensor::of(dy.data(), {rows, dim}), Tensor::of(r.dx.data(), {rows, dim}));
+  layer->backward_input(0, Tensor::of(dy.data(), {rows, dim}),
+                        Tensor::of(r.dx.data(), {rows, dim}));
   layer->backward_weight(0);
   // The residual path is exact in every precision and would dominate the comparison.
   for (int64_t i = 0; i < rows * dim; ++i) {
@@ -132,7 +132,9 @@ const std::vector<std::pair<std::string, MakeLayer>>& layers() {
          return core::make_attention_layer(env, m, "model.layers.0.");
        }},
       {"dense ffn",
-       [](core::LayerEnv& env) { return core::make_ffn_layer(env, layer_model(), "model.layers.0."); }},
+       [](core::LayerEnv& env) {
+         return core::make_ffn_layer(env, layer_model(), "model.layers.0.");
+       }},
       {"moe",
        [](core::LayerEnv& env) {
          auto m = layer_model();
@@ -148,13 +150,17 @@ const std::vector<std::pair<std::string, MakeLayer>>& layers() {
 TEST_CASE("fp8 layers: outputs and gradients agree with fp32 to FP8 error", "[precision]") {
   // One FP8 GEMM is ~7e-4 in this metric (docs/precision.md); a gradient passes through a few.
   for (const auto& [name, make] : layers()) {
-    DYNAMIC_SECTION(name) { CHECK(compare_to_fp32(name, Precision::fp8, make, 1e-2) > 1e-4); }
+    DYNAMIC_SECTION(name) {
+      CHECK(compare_to_fp32(name, Precision::fp8, make, 1e-2) > 1e-4);
+    }
   }
 }
 
 TEST_CASE("bf16 layers: outputs and gradients agree with fp32 to BF16 error", "[precision]") {
   for (const auto& [name, make] : layers()) {
-    DYNAMIC_SECTION(name) { CHECK(compare_to_fp32(name, Precision::bf16, make, 1e-4) > 1e-7); }
+    DYNAMIC_SECTION(name) {
+      CHECK(compare_to_fp32(name, Precision::bf16, make, 1e-4) > 1e-7);
+    }
   }
 }
 
@@ -184,13 +190,16 @@ TEST_CASE("a model keeps less activation memory in bf16 and less again in fp8", 
     model.backward_weight(0);
     bytes[p] = model.activation_bytes();
   }
-  std::printf("activation memory of the tiny model, one micro-batch of 2 x 128 tokens: fp32 %zu, "
-              "bf16 %zu, fp8 %zu bytes\n", bytes["fp32"], bytes["bf16"], bytes["fp8"]);
+  std::printf(
+      "activation memory of the tiny model, one micro-batch of 2 x 128 tokens: fp32 %zu, "
+      "bf16 %zu, fp8 %zu bytes\n",
+      bytes["fp32"], bytes["bf16"], bytes["fp8"]);
   CHECK(bytes["bf16"] < bytes["fp32"]);
   CHECK(bytes["fp8"] < bytes["bf16"]);
 }
 
-TEST_CASE("low precision needs f32 parameters; float64 gradient checks stay on fp32", "[precision]") {
+TEST_CASE("low precision needs f32 parameters; float64 gradient checks stay on fp32",
+          "[precision]") {
   core::Config c;
   core::Context ctx;
   for (std::string p : {"bf16", "fp8"}) {

@@ -1,7 +1,6 @@
 // FP8 wire rows (codes packed with their scales) and the row permutation over any dtype: what the
 // MoE dispatch sends and reorders in low precision.
 #include <catch2/catch.hpp>
-
 #include <cstring>
 #include <vector>
 
@@ -27,8 +26,8 @@ TEST_CASE("fp8 rows pack codes with their scales and unpack to the same bits", "
       // Row r: its codes, then its scales' bytes.
       for (int64_t r = 0; r < rows; ++r) {
         CHECK(std::memcmp(&packed[r * width], &q.codes[r * cols], cols) == 0);
-        CHECK(std::memcmp(&packed[r * width + cols], &q.scales[r * tiles(cols)],
-                          4 * tiles(cols)) == 0);
+        CHECK(std::memcmp(&packed[r * width + cols], &q.scales[r * tiles(cols)], 4 * tiles(cols)) ==
+              0);
       }
       QBuf back(DType::e4m3, Fp8Tiling::row_1x128, rows, cols);
       kernels::fp8_unpack_rows(ctx, P, back.q);
@@ -59,8 +58,7 @@ TEST_CASE("the row permutation moves whole rows of any dtype", "[fp8][moe]") {
     std::vector<uint8_t> x(3 * 9), xs(6 * 9);
     for (size_t i = 0; i < x.size(); ++i) x[i] = static_cast<uint8_t>(i * 7);
     kernels::moe_permute(ctx, Tensor::of(x.data(), {3, 9}), S, 2, Tensor::of(xs.data(), {6, 9}));
-    for (int r = 0; r < 6; ++r)
-      CHECK(std::memcmp(&xs[r * 9], &x[(src[r] / 2) * 9], 9) == 0);
+    for (int r = 0; r < 6; ++r) CHECK(std::memcmp(&xs[r * 9], &x[(src[r] / 2) * 9], 9) == 0);
   }
   SECTION("bf16 rows") {
     std::vector<uint16_t> x(3 * 4), xs(6 * 4);
