@@ -7,6 +7,8 @@
 # 2 ranks and parallel.ep=2. Loss curves stay in $OUT_DIR/<config>-<precision>/metrics.jsonl.
 # Usage: launch/experiments/precision.sh [tiny steps, default 300] [bench-cpu steps, default 40]
 #        [extra --set arguments for every run...]
+# CONFIGS="tiny" (or "bench-cpu") runs one config only; SUMMARY_ONLY=1 prints the table from the
+# runs already in $OUT_DIR.
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
 bin="$root/build/flotilla"
@@ -39,7 +41,9 @@ a2a() {  # a2a CONFIG PRECISION: median expert all-to-all bytes per step (rank m
     --run-dir "$dir" > "$dir.log" 2>&1 || { cat "$dir.log"; exit 1; }
 }
 
-for cfg in tiny bench-cpu; do
+configs="${CONFIGS:-tiny bench-cpu}"
+for cfg in $configs; do
+  [ -n "${SUMMARY_ONLY:-}" ] && break
   steps=$([ "$cfg" = tiny ] && echo "$tiny_steps" || echo "$bench_steps")
   for p in fp32 bf16 fp8; do
     run "$cfg" "$p" "$steps" "$@"
@@ -47,7 +51,7 @@ for cfg in tiny bench-cpu; do
   done
 done
 
-python3 - "$out" <<'EOF'
+python3 - "$out" $configs <<'EOF'
 import json, re, sys
 out = sys.argv[1]
 
@@ -58,7 +62,7 @@ def load(name):
 print(f"{'config':10} {'prec':5} {'steps':>5} {'loss(last20%)':>13} {'gap vs bf16':>11} "
       f"{'gap vs fp32':>11} {'|step gap| bf16':>15} {'eval':>8} {'act MiB':>8} "
       f"{'cpu s/step':>10} {'a2a MB/step':>11}")
-for cfg in ["tiny", "bench-cpu"]:
+for cfg in sys.argv[2:]:
     curves = {p: load(f"{cfg}-{p}") for p in ["fp32", "bf16", "fp8"]}
     n = len(curves["fp32"])
     tail = max(1, n // 5)
