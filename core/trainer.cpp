@@ -16,11 +16,6 @@ namespace core {
 
 void check_supported(const Config& c, int world_size) {
   (void)world_size;
-  if (c.train.precision != "fp32")
-    FLOT_THROW(ConfigError,
-               "train.precision: '{}' is not implemented yet (FP8/BF16 training arrives with the "
-               "mixed-precision work); use train.precision=fp32",
-               c.train.precision);
   if (c.runtime.device != "cpu")
     FLOT_THROW(ConfigError,
                "runtime.device: '{}' is not implemented yet (the CUDA backend is a later issue); "

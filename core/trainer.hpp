@@ -142,7 +142,7 @@ class Trainer {
 };
 
 // Refuses, with a ConfigError naming the key, what the config allows but this build cannot run
-// yet (other precisions, CUDA).
+// yet (CUDA).
 void check_supported(const Config& cfg, int world_size);
 
 // The schedule a config runs on this layout: parallel.schedule when pp > 1; with pp = 1 the

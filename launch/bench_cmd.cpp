@@ -41,6 +41,14 @@ double measure_gemm_peak_gflops(core::Context& ctx) {
   return best;
 }
 
+// User + system CPU seconds of this process so far.
+double cpu_seconds() {
+  struct rusage ru;
+  getrusage(RUSAGE_SELF, &ru);
+  auto sec = [](const timeval& t) { return t.tv_sec + t.tv_usec * 1e-6; };
+  return sec(ru.ru_utime) + sec(ru.ru_stime);
+}
+
 }  // namespace
 
 int bench_body(const BenchArgs& args, const core::Config& cfg, Runtime& rt);
@@ -60,6 +68,9 @@ int bench_body(const BenchArgs& args, const core::Config& cfg, Runtime& rt) {
   std::vector<double> times, fwd, bwd, opt, a2a, comm, exposed, bubble, a2a_s, a2a_exposed;
   double last_loss = 0;
   int peak_act = 0;
+  // CPU time of the timed steps (every thread of this process): unlike wall time, barely moved
+  // by other processes sharing the cores.
+  const double cpu0 = cpu_seconds();
   for (int i = 0; i < args.steps; ++i) {
     core::StepMetrics m = trainer.step();
     times.push_back(m.step_time_s);
@@ -75,6 +86,7 @@ int bench_body(const BenchArgs& args, const core::Config& cfg, Runtime& rt) {
     peak_act = std::max(peak_act, m.peak_activations);
     last_loss = m.loss;
   }
+  const double cpu_per_step = (cpu_seconds() - cpu0) / args.steps;
   const double step_time = median(times);
   const double tokens_per_s = trainer.tokens_per_step() / step_time;
   const double flops_per_token = trainer.model().flops_per_token();
@@ -94,6 +106,7 @@ int bench_body(const BenchArgs& args, const core::Config& cfg, Runtime& rt) {
   j["step_time_s"] = step_time;
   j["step_time_min_s"] = *std::min_element(times.begin(), times.end());
   j["step_time_max_s"] = *std::max_element(times.begin(), times.end());
+  j["cpu_time_per_step_s"] = cpu_per_step;
   j["forward_s"] = median(fwd);
   j["backward_s"] = median(bwd);
   j["optimizer_s"] = median(opt);
