@@ -30,6 +30,7 @@ template <class F, class... C>
 void visit_fields(F&& f, C&... c) {
   f("run.name", c.run.name...);
   f("run.seed", c.run.seed...);
+  f("run.tensorboard", c.run.tensorboard...);
   f("model.vocab_size", c.model.vocab_size...);
   f("model.hidden_size", c.model.hidden_size...);
   f("model.num_layers", c.model.num_layers...);
@@ -67,6 +68,9 @@ void visit_fields(F&& f, C&... c) {
   f("train.log_every", c.train.log_every...);
   f("train.threads", c.train.threads...);
   f("train.resume", c.train.resume...);
+  f("train.max_skipped_steps", c.train.max_skipped_steps...);
+  f("train.expect.eval_loss_below", c.train.expect.eval_loss_below...);
+  f("train.expect.gap_closed_above", c.train.expect.gap_closed_above...);
   f("optim.lr", c.optim.lr...);
   f("optim.min_lr", c.optim.min_lr...);
   f("optim.warmup_steps", c.optim.warmup_steps...);
@@ -98,6 +102,7 @@ void visit_fields(F&& f, C&... c) {
   f("checkpoint.keep", c.checkpoint.keep...);
   f("runtime.device", c.runtime.device...);
   f("runtime.comm_timeout_s", c.runtime.comm_timeout_s...);
+  f("runtime.stop_grace_s", c.runtime.stop_grace_s...);
 }
 
 const std::vector<std::string>& leaf_keys() {
@@ -471,6 +476,16 @@ bool operator==(const Config& a, const Config& b) {
   bool equal = true;
   visit_fields([&](const char*, const auto& x, const auto& y) { equal = equal && x == y; }, a, b);
   return equal;
+}
+
+std::vector<KeyDiff> diff_configs(const Config& a, const Config& b) {
+  std::vector<KeyDiff> out;
+  visit_fields(
+      [&](const char* key, const auto& x, const auto& y) {
+        if (!(x == y)) out.push_back({key, yaml_value(x), yaml_value(y)});
+      },
+      a, b);
+  return out;
 }
 
 }  // namespace core

@@ -17,6 +17,7 @@ namespace core {
 struct RunConfig {
   std::string name = "tiny";
   uint64_t seed = 1234;
+  bool tensorboard = true;  // also write <run dir>/tb/events.out.tfevents.*
 };
 
 struct AttentionConfig {
@@ -61,6 +62,13 @@ struct ModelConfig {
   MtpConfig mtp;
 };
 
+// Pass/fail thresholds on the final evaluation for CI smoke runs; 0 = off. A missed one ends
+// `flotilla train` with exit code 3.
+struct ExpectConfig {
+  double eval_loss_below = 0;
+  double gap_closed_above = 0;  // percent of the gap from ln V down to the entropy floor
+};
+
 struct TrainConfig {
   int64_t steps = 300;
   int seq_len = 128;
@@ -72,6 +80,8 @@ struct TrainConfig {
   int64_t log_every = 1;
   int threads = 0;                 // 0 = this node's cores shared among its local ranks
   std::string resume = "auto";     // auto | never | <checkpoint path>
+  int max_skipped_steps = 5;       // consecutive non-finite steps skipped before the run stops
+  ExpectConfig expect;
 };
 
 struct OptimConfig {
@@ -128,6 +138,7 @@ struct CheckpointConfig {
 struct RuntimeConfig {
   std::string device = "cpu";  // cpu | cuda
   double comm_timeout_s = 300;
+  double stop_grace_s = 120;  // after a first SIGINT/SIGTERM; 0 = no limit
 };
 
 struct Config {
@@ -160,5 +171,10 @@ std::vector<std::string> config_keys();
 // Compares every key (not origins); what a resumed run checks against its checkpoint.
 bool operator==(const Config& a, const Config& b);
 inline bool operator!=(const Config& a, const Config& b) { return !(a == b); }
+// A key whose value differs between two configs, with both values as printed by to_yaml().
+struct KeyDiff {
+  std::string key, a, b;
+};
+std::vector<KeyDiff> diff_configs(const Config& a, const Config& b);
 
 }  // namespace core

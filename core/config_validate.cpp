@@ -161,6 +161,22 @@ void check_train(Problems& p, const Config& c) {
   at_least(p, "train.threads", t.threads, 0, " (0 = share this node's cores)");
   if (t.resume.empty())
     p.add({"train.resume"}, "train.resume is empty; use auto, never or a checkpoint path");
+  at_least(p, "train.max_skipped_steps", t.max_skipped_steps, 0,
+           " (0 = stop at the first non-finite step)");
+  at_least(p, "train.expect.eval_loss_below", t.expect.eval_loss_below, 0.0, " (0 = off)");
+  const double gap = t.expect.gap_closed_above;
+  if (!(gap >= 0 && gap <= 100))
+    p.add({"train.expect.gap_closed_above"},
+          fmt::format("train.expect.gap_closed_above = {} must be a percentage in [0, 100] "
+                      "(0 = off), like the 'gap closed' figure of the final line",
+                      gap));
+  for (auto [key, v] : {std::pair{"train.expect.eval_loss_below", t.expect.eval_loss_below},
+                        std::pair{"train.expect.gap_closed_above", gap}})
+    if (v > 0 && t.eval_every == 0)
+      p.add({key, "train.eval_every"},
+            fmt::format("{} = {} is checked against the final evaluation, but train.eval_every "
+                        "= 0 turns evaluation off; set train.eval_every > 0",
+                        key, v));
 }
 
 void check_optim(Problems& p, const Config& c) {
@@ -229,6 +245,7 @@ void check_rest(Problems& p, const Config& c) {
   at_least(p, "checkpoint.keep", c.checkpoint.keep, 1);
   one_of(p, "runtime.device", c.runtime.device, {"cpu", "cuda"});
   positive(p, "runtime.comm_timeout_s", c.runtime.comm_timeout_s);
+  at_least(p, "runtime.stop_grace_s", c.runtime.stop_grace_s, 0.0, " (0 = no limit)");
 }
 
 }  // namespace

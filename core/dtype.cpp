@@ -13,6 +13,7 @@ size_t dtype_size(DType t) {
     case DType::i64: return 8;
     case DType::e4m3: return 1;
     case DType::e5m2: return 1;
+    case DType::u8: return 1;
   }
   return 0;
 }
@@ -26,6 +27,7 @@ const char* dtype_name(DType t) {
     case DType::i64: return "int64";
     case DType::e4m3: return "e4m3";
     case DType::e5m2: return "e5m2";
+    case DType::u8: return "uint8";
   }
   return "?";
 }
@@ -38,8 +40,9 @@ DType dtype_from_name(const std::string& name) {
   if (name == "int64") return DType::i64;
   if (name == "e4m3") return DType::e4m3;
   if (name == "e5m2") return DType::e5m2;
+  if (name == "uint8") return DType::u8;
   FLOT_THROW(ConfigError,
-             "unknown dtype '{}' (expected fp32, fp64, bf16, int32, int64, e4m3 or e5m2)", name);
+             "unknown dtype '{}' (expected fp32, fp64, bf16, int32, int64, e4m3, e5m2 or uint8)", name);
 }
 
 }  // namespace core

@@ -5,6 +5,7 @@
 // BF16 rounding is round-to-nearest-even, NaN stays NaN. e4m3 and e5m2 are the two OCP 8-bit
 // float formats, stored as one raw byte per element; their conversions live in
 // kernels/fp8_format.hpp (there is no C++ element type for them, so Tensor::ptr<T> refuses them).
+// u8 is raw bytes: rows of mixed content moved whole (FP8 codes with their scales on the wire).
 #pragma once
 
 #include <cstdint>
@@ -13,7 +14,7 @@
 
 namespace core {
 
-enum class DType : uint8_t { f32, f64, bf16, i32, i64, e4m3, e5m2 };
+enum class DType : uint8_t { f32, f64, bf16, i32, i64, e4m3, e5m2, u8 };
 enum class Device : uint8_t { cpu, cuda };
 
 size_t dtype_size(DType t);
@@ -25,6 +26,7 @@ template <> constexpr DType dtype_of<float>() { return DType::f32; }
 template <> constexpr DType dtype_of<double>() { return DType::f64; }
 template <> constexpr DType dtype_of<int32_t>() { return DType::i32; }
 template <> constexpr DType dtype_of<int64_t>() { return DType::i64; }
+template <> constexpr DType dtype_of<uint8_t>() { return DType::u8; }
 
 inline uint16_t f32_to_bf16(float f) {
   uint32_t u;

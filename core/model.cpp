@@ -41,7 +41,10 @@ MicroLosses Model::forward(int slot, const data::MicroBatch& mb, const LossScale
 }
 
 void Model::backward_input(int slot) { only().backward_input(slot, Tensor()); }
-void Model::backward_weight(int slot) { only().backward_weight(slot); }
+void Model::backward_weight(int slot) {
+  only().backward_weight(slot);
+  only().release(slot);
+}
 void Model::release(int slot) { only().release(slot); }
 
 int Model::total_moe_layers() const {

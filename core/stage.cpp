@@ -31,6 +31,10 @@ Stage::Stage(const Config& cfg, Context& ctx, ParamStore& params, const StagePla
       acts_(slots),
       env_{ctx, params, acts_, cfg.train.seq_len, ep} {
   const ModelConfig& m = cfg.model;
+  env_.precision = precision_from_name(cfg.train.precision);
+  FLOT_CHECK(env_.precision == Precision::fp32 || params.dtype() == DType::f32,
+             "train.precision {} needs f32 parameters, not {}", cfg.train.precision,
+             dtype_name(params.dtype()));
   rows_ = static_cast<int64_t>(cfg.train.micro_batch_size) * cfg.train.seq_len;
   D_ = m.hidden_size;
   depth_ = plan.has_head() ? m.mtp.depth : 0;
@@ -292,7 +296,6 @@ void Stage::backward_weight(int slot) {
     for (int k = 0; k < depth_; ++k) embed_->backward_weight(s.mtp_de[k], s.targets[k]);
     report({embed_->table_id()});
   }
-  release(slot);
 }
 
 void Stage::release(int slot) {

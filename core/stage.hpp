@@ -86,9 +86,10 @@ class Stage {
   void backward_piece(int slot, int piece);
   Tensor input_grad(int slot) const;
   void backward_input(int slot, const Tensor& dy);
-  // Accumulates the weight gradients of the micro-batch and frees its slot.
+  // Accumulates the weight gradients of the micro-batch. The slot stays until release(): its
+  // output and input gradient may still have to be sent.
   void backward_weight(int slot);
-  // Releases a slot without backward (evaluation).
+  // Frees a slot (after the weight pass, or without backward for evaluation).
   void release(int slot);
 
   void set_grads_hook(GradsHook hook) { hook_ = std::move(hook); }

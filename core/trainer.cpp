@@ -10,6 +10,7 @@
 #include "kernels/ops.hpp"
 #include "optim/clip.hpp"
 #include "optim/expert_bias.hpp"
+#include "parallel/run_trace.hpp"
 
 namespace core {
 
@@ -27,16 +28,6 @@ void check_supported(const Config& c, int world_size) {
                "exchange sizes, core/stage.cpp token upload, parallel/grad_sync.cpp copies, "
                "optim/clip.cpp and optim/expert_bias.cpp); use runtime.device=cpu",
                c.runtime.device);
-  if (c.train.precision != "fp32")
-    FLOT_THROW(ConfigError,
-               "train.precision: '{}' is not implemented yet (FP8/BF16 training arrives with the "
-               "mixed-precision work); use train.precision=fp32",
-               c.train.precision);
-  if (c.train.resume != "auto" && c.train.resume != "never")
-    FLOT_THROW(ConfigError,
-               "train.resume: resuming from '{}' is not implemented yet (checkpoints are a later "
-               "issue); use train.resume=never",
-               c.train.resume);
 }
 
 parallel::ScheduleKind schedule_kind(const Config& c) {
@@ -57,7 +48,7 @@ double seconds_since(std::chrono::steady_clock::time_point t) {
 
 // Sum over every rank of a small vector, in rank order, so that the result is bitwise the same
 // on every rank whatever the MPI library's reduction order: decisions taken from it (clipping,
-// stopping on a non-finite norm) are the same everywhere.
+// skipping a non-finite step) are the same everywhere.
 std::vector<double> ordered_sum(parallel::Communicator& world, const std::vector<double>& mine) {
   const int64_t n = static_cast<int64_t>(mine.size());
   std::vector<double> all(static_cast<size_t>(n) * world.size());
@@ -161,11 +152,15 @@ Trainer::Trainer(const Config& cfg, Context& ctx, const std::string& run_dir, bo
   schedule_.total_steps = cfg_.train.steps;
   schedule_.decay_fraction = cfg_.optim.decay_fraction;
   const int experts = model_->total_moe_layers() > 0 ? cfg_.model.moe.num_experts : 0;
-  metrics_ = std::make_unique<MetricsWriter>(run_dir_, !run_dir_.empty() && ctx.rank == 0, experts);
-  console_ = std::make_unique<ConsoleLog>(log_);
+  metrics_ = std::make_unique<MetricsWriter>(run_dir_, !run_dir_.empty() && ctx.rank == 0, experts,
+                                             cfg_.run.tensorboard);
+  console_ = std::make_unique<ConsoleLog>(log_, grid_->world().size() == 1);
   batches_.resize(sched_.chunks);
   batch_step_.assign(sched_.chunks, -1);
   last_stats_ = grid_->world().stats();
+  ckpt_root_ = !cfg_.checkpoint.dir.empty() ? cfg_.checkpoint.dir
+               : run_dir_.empty()           ? std::string()
+                                            : run_dir_ + "/checkpoints";
 }
 
 Trainer::~Trainer() = default;
@@ -191,38 +186,40 @@ void Trainer::mirror_sums() {
   }
 }
 
-double Trainer::global_grad_norm() {
+std::vector<ParamStore::Range> Trainer::counted_ranges() const {
   // Every element is counted once over the world: its shard's owner in the reduction group
   // (parallel::GradSync::shard), on the lower rank of a DualPipe pair, and on the first stage of
   // 1F1B's tied embedding.
   const ParamStore& ps = model_->params();
   const parallel::Coords me = grid_->coords();
   const int pp = cfg_.parallel.pp;
-  double local = 0;
-  if (!(sched_.kind == parallel::ScheduleKind::dualpipe && me.pp_rank > pp - 1 - me.pp_rank)) {
-    std::vector<ParamStore::Range> parts;
-    for (const auto& r : sync_->shard()) parts.push_back(r);
-    if (tied_embedding_ && me.pp_rank == pp - 1) {
-      // the last stage's copy of the embedding is not counted: cut it out of the shard
-      const int id = ps.find("model.embed_tokens.weight");
-      const ParamStore::Range e{ps.offset(id), ps.offset(id) + ps.param(id).numel()};
-      std::vector<ParamStore::Range> cut;
-      for (const auto& r : parts) {
-        if (r.end <= e.begin || r.begin >= e.end) {
-          cut.push_back(r);
-          continue;
-        }
-        if (r.begin < e.begin) cut.push_back({r.begin, e.begin});
-        if (r.end > e.end) cut.push_back({e.end, r.end});
+  if (sched_.kind == parallel::ScheduleKind::dualpipe && me.pp_rank > pp - 1 - me.pp_rank) return {};
+  std::vector<ParamStore::Range> parts;
+  for (const auto& r : sync_->shard()) parts.push_back(r);
+  if (tied_embedding_ && me.pp_rank == pp - 1) {
+    // the last stage's copy of the embedding is not counted: cut it out of the shard
+    const int id = ps.find("model.embed_tokens.weight");
+    const ParamStore::Range e{ps.offset(id), ps.offset(id) + ps.param(id).numel()};
+    std::vector<ParamStore::Range> cut;
+    for (const auto& r : parts) {
+      if (r.end <= e.begin || r.begin >= e.end) {
+        cut.push_back(r);
+        continue;
       }
-      parts = cut;
+      if (r.begin < e.begin) cut.push_back({r.begin, e.begin});
+      if (r.end > e.end) cut.push_back({e.end, r.end});
     }
-    std::vector<Tensor> views;
-    for (const auto& r : parts)
-      if (r.size() > 0) views.push_back(ps.flat_grads().slice(r.begin, r.end));
-    local = optim::sum_squares(views);
+    parts = cut;
   }
-  return std::sqrt(sum_over_world(local));
+  return parts;
+}
+
+double Trainer::global_grad_norm() {
+  const ParamStore& ps = model_->params();
+  std::vector<Tensor> views;
+  for (const auto& r : counted_ranges())
+    if (r.size() > 0) views.push_back(ps.flat_grads().slice(r.begin, r.end));
+  return std::sqrt(sum_over_world(optim::sum_squares(views)));
 }
 
 StepMetrics Trainer::step() {
@@ -246,7 +243,9 @@ StepMetrics Trainer::step() {
     }
     return batches_[g];
   };
-  last_run_ = exec_->run(batch, scales, trace_);
+  const bool tracing = step_ + 1 == trace_at_;
+  if (tracing) grid_->world().set_recording(true);
+  last_run_ = exec_->run(batch, scales, tracing);
   const parallel::StepRun& run = last_run_;
   if (tied_embedding_) {
     const int id = ps.find("model.embed_tokens.weight");
@@ -276,15 +275,16 @@ StepMetrics Trainer::step() {
                               parallel::ReduceOp::sum)->wait();
 
   const double grad_norm = global_grad_norm();
-  if (!std::isfinite(grad_norm))
-    FLOT_THROW(Error,
-               "step {}: the gradient norm is not finite ({}; loss {:.6g}); stopping before the update so the "
-               "weights stay finite. Lower optim.lr or raise optim.warmup_steps, or check the data",
-               step_ + 1, grad_norm, sums[0] / std::max(1.0, sums[1]));
-  const double clip = optim::clip_factor(grad_norm, cfg_.optim.grad_clip);
+  // A non-finite loss or gradient skips the update. The sums and the norm are rank-ordered, so
+  // every rank takes the same decision.
+  bool finite = std::isfinite(grad_norm);
+  for (double v : sums) finite = finite && std::isfinite(v);
   const double lr = optim::lr_at(schedule_, step_);
-  opt_->step(ps, step_ + 1, lr, clip);
-  sync_->gather_params();
+  if (finite) {
+    const double clip = optim::clip_factor(grad_norm, cfg_.optim.grad_clip);
+    opt_->step(ps, step_ + 1 - skipped_total_, lr, clip);  // AdamW counts applied updates
+    sync_->gather_params();
+  }
 
   // Aux-loss-free balancing: loads over the whole global batch of this step, the same on every
   // rank (integer counts), so every copy of a layer moves its bias identically.
@@ -295,7 +295,7 @@ StepMetrics Trainer::step() {
     for (int e = 0; e < E; ++e) last_loads_[l][e] = static_cast<int64_t>(loads_flat[l * E + e]);
     vio_sum += optim::max_violation(last_loads_[l].data(), E);
   }
-  if (cfg_.model.moe.balancer == "aux_free")
+  if (finite && cfg_.model.moe.balancer == "aux_free")
     for (Moe* moe : model.moe_layers())
       optim::update_expert_bias(ps.buffer(moe->bias_id()), last_loads_[moe->index()].data(), E,
                                 cfg_.model.moe.bias_update_rate);
@@ -303,6 +303,9 @@ StepMetrics Trainer::step() {
 
   ++step_;
   tokens_seen_ += tokens_per_step();
+  skipped_in_row_ = finite ? 0 : skipped_in_row_ + 1;
+  skipped_total_ += finite ? 0 : 1;
+  m.skipped = !finite;
   m.step = step_;
   m.total_steps = cfg_.train.steps;
   m.lm_loss = sums[0] / std::max(1.0, sums[1]);
@@ -319,18 +322,19 @@ StepMetrics Trainer::step() {
   // Timings: the slowest rank's figures (all_reduce max: exact, the same everywhere).
   const parallel::CommStats now = grid_->world().stats();
   const auto tr = [](parallel::Traffic t) { return static_cast<int>(t); };
+  const int a2a = tr(parallel::Traffic::expert_a2a), pipe = tr(parallel::Traffic::pipeline);
+  const double pipeline_wait = now.wait_s[pipe] - last_stats_.wait_s[pipe];
   std::vector<double> worst{
       m.step_time_s,
       run.forward_s,
       run.backward_s,
-      static_cast<double>(now.bytes_sent[tr(parallel::Traffic::expert_a2a)] -
-                          last_stats_.bytes_sent[tr(parallel::Traffic::expert_a2a)]),
+      static_cast<double>(now.bytes_sent[a2a] - last_stats_.bytes_sent[a2a]),
       now.in_flight_s - last_stats_.in_flight_s,
-      now.total_wait_s() - last_stats_.total_wait_s() -
-          (now.wait_s[tr(parallel::Traffic::pipeline)] - last_stats_.wait_s[tr(parallel::Traffic::pipeline)]),
-      (now.wait_s[tr(parallel::Traffic::pipeline)] - last_stats_.wait_s[tr(parallel::Traffic::pipeline)]) /
-          m.step_time_s,
-      static_cast<double>(run.peak_activations)};
+      now.total_wait_s() - last_stats_.total_wait_s() - pipeline_wait,
+      pipeline_wait / m.step_time_s,
+      static_cast<double>(run.peak_activations),
+      now.traffic_in_flight_s[a2a] - last_stats_.traffic_in_flight_s[a2a],
+      now.wait_s[a2a] - last_stats_.wait_s[a2a]};
   last_stats_ = now;
   grid_->world().all_reduce(Tensor::of(worst.data(), {static_cast<int64_t>(worst.size())}),
                             parallel::ReduceOp::max)->wait();
@@ -343,9 +347,21 @@ StepMetrics Trainer::step() {
     m.comm_s = worst[4];
     m.exposed_comm_s = worst[5];
     if (cfg_.parallel.pp > 1) m.bubble_fraction = worst[6];
+    if (cfg_.parallel.ep > 1) {
+      m.a2a_s = worst[8];
+      m.a2a_exposed_s = worst[9];
+    }
   }
   m.peak_activations = static_cast<int>(worst[7]);
   if (dataset_->entropy_floor() >= 0) m.entropy_floor = dataset_->entropy_floor();
+  if (tracing) {
+    grid_->world().set_recording(false);
+    std::vector<parallel::TraceEvent> events = last_run_.trace;
+    for (const auto& c : grid_->world().take_records())
+      events.push_back({c.what, c.wait ? "wait" : parallel::traffic_name(c.traffic), c.start, c.end,
+                        c.wait ? parallel::TraceLane::wait : parallel::TraceLane::comm});
+    parallel::write_job_trace(grid_->world(), events, last_run_.start, trace_path_);
+  }
   return m;
 }
 
@@ -362,7 +378,7 @@ double Trainer::evaluate() {
   data::MicroBatch mb;
   double sum = 0, count = 0;
   LossScales none;
-  for (int i = 0; i < cfg_.train.eval_batches; ++i) {
+  for (int i = 0; i < loader_->val_batches(); ++i) {
     loader_->val_batch(i, mb);
     Tensor carried;  // output of this rank's previous stage when the next one is also here
     Stage* prev_stage = nullptr;
@@ -421,13 +437,16 @@ TrainResult Trainer::run() {
       m.eval_loss = evaluate();
       r.final_eval_loss = *m.eval_loss;
     }
-    if (step_ % cfg_.train.log_every == 0 || eval_now || step_ == cfg_.train.steps) {
+    if (m.skipped || step_ % cfg_.train.log_every == 0 || eval_now || step_ == cfg_.train.steps) {
       double elapsed = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
       console_->step(m, elapsed);
       metrics_->write(m);
       metrics_->write_loads(step_, last_loads_);
     }
+    if (m.skipped) report_skipped(m);
+    save_if_due(false, r);
   }
+  save_if_due(true, r);
   console_->finish_line();
   r.steps = step_;
   return r;

@@ -17,6 +17,9 @@
 #include <string>
 #include <vector>
 
+#include "core/checkpoint/manifest.hpp"
+#include "core/checkpoint/share.hpp"
+#include "core/checkpoint/writer.hpp"
 #include "core/config.hpp"
 #include "core/context.hpp"
 #include "core/data/dataset.hpp"
@@ -39,6 +42,7 @@ struct TrainResult {
   double final_eval_loss = -1;
   double entropy_floor = -1;
   double ln_vocab = 0;
+  std::string checkpoint;   // the last checkpoint this run saved ("" = none)
 };
 
 class Trainer {
@@ -51,9 +55,12 @@ class Trainer {
           const std::atomic<bool>* stop = nullptr);
   ~Trainer();
 
-  // One optimizer step over the global batch; returns its metrics (step is 1-based).
+  // One optimizer step over the global batch; returns its metrics (step is 1-based). A step
+  // whose loss or gradient norm is not finite is skipped: no update, no bias move (m.skipped);
+  // run() stops after train.max_skipped_steps of them in a row.
   StepMetrics step();
-  // Mean main-head loss over train.eval_batches validation micro-batches (all ranks).
+  // Mean main-head loss over the validation set (train.eval_batches micro-batches in all,
+  // shared among the data-parallel ranks).
   double evaluate();
   // The whole run: steps, evaluation, logging, a final summary line.
   TrainResult run();
@@ -65,13 +72,40 @@ class Trainer {
   const std::vector<StagePlan>& stage_plans() const { return plans_; }
   const optim::ShardedAdamW& optimizer() const { return *opt_; }
   int64_t tokens_per_step() const;
-  // The Chrome-trace events of the last step (recorded when trace is on).
-  void set_trace(bool on) { trace_ = on; }
+  // ---- checkpoints and recovery (core/trainer_recovery.cpp, core/checkpoint/) ----
+  // Where run() saves checkpoints: checkpoint.dir, else <run dir>/checkpoints; "" (no run
+  // directory, no checkpoint.dir) = nowhere.
+  const std::string& checkpoint_root() const { return ckpt_root_; }
+  // This rank's share of the training state for a checkpoint, keyed by global names.
+  checkpoint::RankShare checkpoint_share();
+  // Collective: saves the current state under `root` as step-<step>/ (checkpoint.keep applies).
+  checkpoint::SaveResult save_checkpoint(const std::string& root);
+  // Collective: loads a checkpoint written by any layout and continues from its step (metrics
+  // files continue too). Returns notes on settings that differ from the checkpoint's.
+  std::vector<std::string> resume_from(const std::string& dir);
+  checkpoint::Progress progress() const;
+  // Test hook: seconds each rank pauses inside every save (launch/: FLOTILLA_TEST_SAVE_PAUSE_S).
+  void set_save_pause(double seconds) { save_pause_s_ = seconds; }
+
+  // Writes a Chrome trace of step `step` (1-based; run() and step() check it) to `path`: every
+  // rank's compute, waits and communication in flight, gathered on rank 0. Collective.
+  void trace_step(int64_t step, const std::string& path) {
+    trace_at_ = step;
+    trace_path_ = path;
+  }
   const parallel::StepRun& last_run() const { return last_run_; }
 
  private:
   void mirror_sums();
+  // The flat ranges whose elements this rank counts in global statistics and writes to
+  // checkpoints: every element once over the world.
+  std::vector<ParamStore::Range> counted_ranges() const;
   double global_grad_norm();
+  // run()'s checkpoint policy after a step: every checkpoint.every steps, or `force` (the end of
+  // the run, a stop by signal) unless this step is saved already.
+  void save_if_due(bool force, TrainResult& r);
+  // Reports a skipped step; throws once more than train.max_skipped_steps ran in a row.
+  void report_skipped(const StepMetrics& m);
   double sum_over_world(double v);
   Config cfg_;
   Context& ctx_;
@@ -94,16 +128,21 @@ class Trainer {
   std::vector<data::MicroBatch> batches_;  // this step's micro-batches, by global index
   std::vector<int64_t> batch_step_;        // the step each cached micro-batch belongs to
   bool tied_embedding_ = false;            // 1F1B: first and last stage hold the embedding
-  bool trace_ = false;
+  int64_t trace_at_ = -1;
+  std::string trace_path_;
   parallel::StepRun last_run_;
   parallel::CommStats last_stats_;
   int64_t step_ = 0;  // optimizer steps taken
   int64_t tokens_seen_ = 0;
+  int64_t skipped_total_ = 0, skipped_in_row_ = 0;  // steps skipped for non-finite values
+  std::string ckpt_root_;
+  int64_t last_saved_step_ = -1;
+  double save_pause_s_ = 0;
   std::vector<std::vector<int64_t>> last_loads_;
 };
 
 // Refuses, with a ConfigError naming the key, what the config allows but this build cannot run
-// yet (other precisions, CUDA, resuming from a checkpoint).
+// yet (CUDA).
 void check_supported(const Config& cfg, int world_size);
 
 // The schedule a config runs on this layout: parallel.schedule when pp > 1; with pp = 1 the

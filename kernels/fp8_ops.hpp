@@ -95,6 +95,14 @@ void fp8_requantize(Context& ctx, const Fp8Tensor& src, const Fp8Tensor& dst,
 void fp8_requantize_segments(Context& ctx, const Fp8Tensor& src, const Tensor& offsets,
                              const Fp8Tensor& dst, bool pow2_scales = false);
 
+// ---- wire rows -----------------------------------------------------------------------------
+// A row_1x128 matrix [R, C] as R byte rows, u8 [R, fp8_row_bytes(C)]: each row's C codes, then its
+// ceil(C/128) FP32 scales (native byte order). A row then moves as one piece with its scales
+// through a permutation (kernels::moe_permute) or an exchange: the MoE dispatch's FP8 payload.
+int64_t fp8_row_bytes(int64_t cols);
+void fp8_pack_rows(Context& ctx, const Fp8Tensor& q, const Tensor& packed);
+void fp8_unpack_rows(Context& ctx, const Tensor& packed, const Fp8Tensor& q);
+
 // ---- FP8 GEMMs (output f32; see the emulation at the top) ----------------------------------
 // Linear forward Y[M, N] = X[M, K] W[N, K]^T (+ beta Y): x row_1x128, w block_128x128.
 void fp8_gemm_forward(Context& ctx, const Fp8Tensor& x, const Fp8Tensor& w, const Tensor& y,

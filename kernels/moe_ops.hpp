@@ -51,7 +51,8 @@ void balance_loss_backward(Context& ctx, const Tensor& scores, int top_k, int64_
 // counts int64 per expert are offsets differences. Rows keep token order within an expert.
 void moe_plan(Context& ctx, const Tensor& expert_idx, int num_experts, const Tensor& offsets,
               const Tensor& src, const Tensor& pos);
-// xs [N*k, D]: xs[r] = x[src[r] / k]
+// xs [N*k, D]: xs[r] = x[src[r] / k]. Rows are copied whole, so x may hold any dtype (floats,
+// BF16, FP8 codes, or uint8 rows packing FP8 codes with their scales); xs has x's dtype.
 void moe_permute(Context& ctx, const Tensor& x, const Tensor& src, int top_k, const Tensor& xs);
 // dx [N, D] += sum_j dxs[pos[t*k + j]]  (accumulate)
 void moe_permute_backward(Context& ctx, const Tensor& dxs, const Tensor& pos, int top_k,

@@ -41,7 +41,6 @@ void moe_permute(Context& ctx, const Tensor& x, const Tensor& src, int top_k, co
   core::check_shape(src, {rows}, "permute src");
   FLOT_CHECK(xs.rows() == rows && xs.cols() == d, "permute xs has shape {}, expected [{}, {}]",
              xs.shape_str(), rows, d);
-  moe_check::float_dtype(x, "permute x");
   core::check_dtype(xs, x.dtype, "permute xs");
   core::check_dtype(src, core::DType::i32, "permute src");
   const bool gpu =
@@ -52,11 +51,10 @@ void moe_permute(Context& ctx, const Tensor& x, const Tensor& src, int top_k, co
     return cuda::moe_permute(ctx, x, src, top_k, xs);
   }
   moe_check::index_range(src, rows, "permute src");
-  moe_check::dispatch_float(x.dtype, [&](auto tag) {
-    using T = decltype(tag);
-    cpu::moe_permute<T>(rows, d, x.ptr<T>(), src.ptr<int32_t>(), top_k, xs.ptr<T>(),
-                        cpu::moe_threads(ctx));
-  });
+  // A row is moved whole, so any element type is a run of bytes here.
+  cpu::moe_permute(rows, d * static_cast<int64_t>(core::dtype_size(x.dtype)),
+                   static_cast<const std::byte*>(x.data), src.ptr<int32_t>(), top_k,
+                   static_cast<std::byte*>(xs.data), cpu::moe_threads(ctx));
 }
 
 void moe_permute_backward(Context& ctx, const Tensor& dxs, const Tensor& pos, int top_k,

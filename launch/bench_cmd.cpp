@@ -41,18 +41,36 @@ double measure_gemm_peak_gflops(core::Context& ctx) {
   return best;
 }
 
+// User + system CPU seconds of this process so far.
+double cpu_seconds() {
+  struct rusage ru;
+  getrusage(RUSAGE_SELF, &ru);
+  auto sec = [](const timeval& t) { return t.tv_sec + t.tv_usec * 1e-6; };
+  return sec(ru.ru_utime) + sec(ru.ru_stime);
+}
+
 }  // namespace
+
+int bench_body(const BenchArgs& args, const core::Config& cfg, Runtime& rt);
 
 int run_bench(const BenchArgs& args) {
   core::Config cfg = core::load_config(args.config, args.overrides);
   auto rt = start_runtime(cfg);
-  core::Context& ctx = rt->ctx;
+  return guarded(*rt, [&] { return bench_body(args, cfg, *rt); });
+}
+
+int bench_body(const BenchArgs& args, const core::Config& cfg, Runtime& rt) {
+  core::Context& ctx = rt.ctx;
 
   core::Trainer trainer(cfg, ctx, /*run_dir=*/"", /*log=*/false);
+  if (!args.trace.empty()) trainer.trace_step(args.warmup + 1, args.trace);
   for (int i = 0; i < args.warmup; ++i) trainer.step();
-  std::vector<double> times, fwd, bwd, opt, a2a, comm, exposed, bubble;
+  std::vector<double> times, fwd, bwd, opt, a2a, comm, exposed, bubble, a2a_s, a2a_exposed;
   double last_loss = 0;
   int peak_act = 0;
+  // CPU time of the timed steps (every thread of this process): unlike wall time, barely moved
+  // by other processes sharing the cores.
+  const double cpu0 = cpu_seconds();
   for (int i = 0; i < args.steps; ++i) {
     core::StepMetrics m = trainer.step();
     times.push_back(m.step_time_s);
@@ -63,9 +81,12 @@ int run_bench(const BenchArgs& args) {
     if (m.comm_s) comm.push_back(*m.comm_s);
     if (m.exposed_comm_s) exposed.push_back(*m.exposed_comm_s);
     if (m.bubble_fraction) bubble.push_back(*m.bubble_fraction);
+    if (m.a2a_s) a2a_s.push_back(*m.a2a_s);
+    if (m.a2a_exposed_s) a2a_exposed.push_back(*m.a2a_exposed_s);
     peak_act = std::max(peak_act, m.peak_activations);
     last_loss = m.loss;
   }
+  const double cpu_per_step = (cpu_seconds() - cpu0) / args.steps;
   const double step_time = median(times);
   const double tokens_per_s = trainer.tokens_per_step() / step_time;
   const double flops_per_token = trainer.model().flops_per_token();
@@ -85,6 +106,7 @@ int run_bench(const BenchArgs& args) {
   j["step_time_s"] = step_time;
   j["step_time_min_s"] = *std::min_element(times.begin(), times.end());
   j["step_time_max_s"] = *std::max_element(times.begin(), times.end());
+  j["cpu_time_per_step_s"] = cpu_per_step;
   j["forward_s"] = median(fwd);
   j["backward_s"] = median(bwd);
   j["optimizer_s"] = median(opt);
@@ -95,10 +117,15 @@ int run_bench(const BenchArgs& args) {
   j["mfu"] = tokens_per_s * flops_per_token / (peak * 1e9 * ctx.world_size);
   j["peak_rss_mb"] = ru.ru_maxrss / 1024.0;
   j["peak_activations"] = peak_act;
+  j["params_mb"] = trainer.model().params().bytes_params() / 1048576.0;
+  j["optimizer_mb"] = trainer.optimizer().bytes() / 1048576.0;  // this rank's (a ZeRO-1 shard)
+  j["activations_mb"] = trainer.model().activation_bytes() / 1048576.0;
   if (!a2a.empty()) j["a2a_bytes"] = median(a2a);
   if (!comm.empty()) j["comm_s"] = median(comm);
   if (!exposed.empty()) j["exposed_comm_s"] = median(exposed);
   if (!bubble.empty()) j["bubble_fraction"] = median(bubble);
+  if (!a2a_s.empty()) j["a2a_s"] = median(a2a_s);
+  if (!a2a_exposed.empty()) j["a2a_exposed_s"] = median(a2a_exposed);
   j["link_gbps"] = cfg.parallel.link.bandwidth_gbps;
   j["overlap"] = cfg.parallel.overlap;
   j["loss"] = last_loss;

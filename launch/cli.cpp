@@ -23,6 +23,10 @@ int run_cli(int argc, char** argv) {
   t->add_option("--set", train.overrides, "override a key: --set a.b=value (repeatable)")
       ->allow_extra_args(false);
   t->add_option("--run-dir", train.run_dir, "output directory (default runs/<run.name>)");
+  t->add_option("--trace", train.trace,
+                "write a Chrome trace (Perfetto, chrome://tracing) of one step of every rank");
+  t->add_option("--trace-step", train.trace_step, "the step --trace records (default 2)")
+      ->check(CLI::PositiveNumber);
 
   BenchArgs bench;
   CLI::App* b = app.add_subcommand("bench", "time training steps; prints one JSON line");
@@ -31,6 +35,7 @@ int run_cli(int argc, char** argv) {
       ->allow_extra_args(false);
   b->add_option("--steps", bench.steps, "timed steps after warm-up")->check(CLI::PositiveNumber);
   b->add_option("--warmup", bench.warmup, "untimed warm-up steps")->check(CLI::NonNegativeNumber);
+  b->add_option("--trace", bench.trace, "write a Chrome trace of the first timed step");
 
   ScheduleArgs sched;
   CLI::App* s = app.add_subcommand("schedule", "print a pipeline schedule's op order per rank");
@@ -43,8 +48,50 @@ int run_cli(int argc, char** argv) {
   s->add_flag("--comm", sched.comm, "also print the communication actions (recv, send, commit)");
   s->add_option("--trace", sched.trace, "write the simulated timeline as a Chrome trace");
 
+  ReportArgs report;
+  CLI::App* r = app.add_subcommand("report", "write the HTML report of a run directory");
+  r->add_option("run_dir", report.run_dir, "the run's directory (holds metrics.jsonl)")->required();
+  r->add_option("--out", report.out, "output file (default RUN_DIR/report.html)");
+
+  EvalArgs eval;
+  CLI::App* ev = app.add_subcommand("eval", "loss of a checkpoint or an HF model on a token file; "
+                                           "prints one JSON line");
+  CLI::Option* ev_ck = ev->add_option("--checkpoint", eval.checkpoint,
+                                    "checkpoint directory (or a directory of them: the latest)");
+  CLI::Option* ev_hf = ev->add_option("--hf", eval.hf, "HF DeepSeek-V3 model directory");
+  ev_ck->excludes(ev_hf);
+  ev->add_option("--data", eval.data, "token file: llm.c .bin or Megatron prefix")->required();
+  ev->add_option("--seq-len", eval.seq_len, "tokens per window minus one (default: the model's)")
+      ->check(CLI::PositiveNumber);
+  ev->add_option("--batch", eval.batch, "windows per forward pass (default 4)")
+      ->check(CLI::PositiveNumber);
+  ev->add_option("--threads", eval.threads, "CPU threads (default: this process's cores)")
+      ->check(CLI::NonNegativeNumber);
+
+  ExportArgs exporting;
+  CLI::App* ex = app.add_subcommand("export", "write a checkpoint as HF DeepSeek-V3 safetensors");
+  ex->add_option("--checkpoint", exporting.checkpoint, "checkpoint directory (or a directory of them)")
+      ->required();
+  ex->add_option("--out", exporting.out, "output directory")->required();
+  ex->add_option("--dtype", exporting.dtype, "bf16 (default) or fp32")
+      ->check(CLI::IsMember({"bf16", "fp32"}));
+  ex->add_option("--shard-mb", exporting.shard_mb, "largest safetensors shard in MiB (default 4096)")
+      ->check(CLI::PositiveNumber);
+
+  ImportArgs imp;
+  CLI::App* im = app.add_subcommand("import", "turn HF DeepSeek-V3 weights into a checkpoint to train from");
+  im->add_option("--hf", imp.hf, "HF DeepSeek-V3 model directory")->required();
+  im->add_option("--out", imp.out, "checkpoint directory: the checkpoint is OUT/step-000000000")
+      ->required();
+  im->add_option("--config", imp.config, "training settings (model.* come from config.json)")
+      ->check(CLI::ExistingFile);
+  im->add_option("--set", imp.overrides, "override a key: --set a.b=value (repeatable)")
+      ->allow_extra_args(false);
+
   try {
     app.parse(argc, argv);
+    if (*ev && ev_ck->count() + ev_hf->count() != 1)
+      throw CLI::ValidationError("eval", "give --checkpoint DIR or --hf DIR");
   } catch (const CLI::ParseError& e) {
     int code = app.exit(e);
     return code == 0 ? 0 : 2;
@@ -52,10 +99,14 @@ int run_cli(int argc, char** argv) {
   try {
     if (*t) return run_train(train);
     if (*b) return run_bench(bench);
+    if (*r) return run_report(report);
     if (*s) {
       sched.simulate = sim->count() > 0;
       return run_schedule(sched);
     }
+    if (*ev) return run_eval(eval);
+    if (*ex) return run_export(exporting);
+    if (*im) return run_import(imp);
   } catch (const core::PeerError&) {
     return 2;  // the rank that found the problem printed it
   } catch (const core::ConfigError& e) {

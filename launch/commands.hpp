@@ -11,6 +11,8 @@ struct TrainArgs {
   std::string config;                  // empty = built-in defaults (the tiny model)
   std::vector<std::string> overrides;  // "a.b=value"
   std::string run_dir;                 // empty = runs/<run.name>
+  std::string trace;                   // Chrome trace of one step of the real run; empty = none
+  int trace_step = 2;                  // the step traced (the last one when the run is shorter)
 };
 int run_train(const TrainArgs& args);
 
@@ -19,6 +21,7 @@ struct BenchArgs {
   std::vector<std::string> overrides;
   int steps = 5;
   int warmup = 2;
+  std::string trace;  // Chrome trace of the first timed step; empty = none
 };
 int run_bench(const BenchArgs& args);
 
@@ -32,5 +35,40 @@ struct ScheduleArgs {
   std::string trace;      // Chrome trace of the simulated timeline (implies simulating)
 };
 int run_schedule(const ScheduleArgs& args);
+
+struct ReportArgs {
+  std::string run_dir;
+  std::string out;  // empty = <run_dir>/report.html
+};
+int run_report(const ReportArgs& args);
+
+// flotilla eval: a checkpoint's or an HF model's loss on a token file (one process).
+struct EvalArgs {
+  std::string checkpoint;  // a checkpoint, or a directory of them (the latest)
+  std::string hf;          // or an HF DeepSeek-V3 directory
+  std::string data;        // llm.c .bin or Megatron prefix
+  int seq_len = 0;         // 0 = the checkpoint's train.seq_len / config.json's max_position_embeddings
+  int batch = 4;           // windows per forward pass
+  int threads = 0;         // 0 = this process's cores
+};
+int run_eval(const EvalArgs& args);
+
+// flotilla export: a checkpoint as HF DeepSeek-V3 safetensors.
+struct ExportArgs {
+  std::string checkpoint;
+  std::string out;
+  std::string dtype = "bf16";  // bf16 | fp32
+  int64_t shard_mb = 4096;     // largest shard
+};
+int run_export(const ExportArgs& args);
+
+// flotilla import: HF DeepSeek-V3 weights as a step-0 checkpoint to train from.
+struct ImportArgs {
+  std::string hf;
+  std::string out;                     // checkpoint directory root: OUT/step-000000000/
+  std::string config;                  // training settings (model.* come from config.json)
+  std::vector<std::string> overrides;
+};
+int run_import(const ImportArgs& args);
 
 }  // namespace launch

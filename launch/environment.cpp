@@ -35,6 +35,7 @@ LaunchEnv read_launch_env() {
   };
   e.rank = index({"OMPI_COMM_WORLD_RANK", "PMI_RANK", "SLURM_PROCID"});
   e.local_rank = index({"OMPI_COMM_WORLD_LOCAL_RANK", "MPI_LOCALRANKID", "SLURM_LOCALID"});
+  if (const char* v = std::getenv("FLOTILLA_TEST_SAVE_PAUSE_S")) e.test_save_pause_s = std::atof(v);
   e.node_cores = std::max(1u, std::thread::hardware_concurrency());
   cpu_set_t set;
   if (sched_getaffinity(0, sizeof(set), &set) == 0)

@@ -3,10 +3,12 @@
 #pragma once
 
 #include <memory>
+#include <exception>
 #include <string>
 
 #include "core/config.hpp"
 #include "core/context.hpp"
+#include "core/error.hpp"
 #include "parallel/communicator.hpp"
 #include "parallel/mpi_communicator.hpp"
 
@@ -19,6 +21,9 @@ struct LaunchEnv {
   int local_size = 1;   // processes on this node
   int cores = 1;        // hardware threads this process may run on (its affinity mask)
   int node_cores = 1;   // hardware threads of the node
+  // Test hook, never set in normal use: FLOTILLA_TEST_SAVE_PAUSE_S makes every rank pause this
+  // long inside each checkpoint save (tests kill a process in the middle of a real save).
+  double test_save_pause_s = 0;
 };
 
 LaunchEnv read_launch_env();
@@ -39,5 +44,24 @@ struct Runtime {
   ~Runtime();
 };
 std::unique_ptr<Runtime> start_runtime(const core::Config& cfg);
+
+// Runs `body` (a subcommand's work after start_runtime). An error that is not bad input, raised
+// while the ranks of a job are communicating, ends the whole job at once (core::fatal, MPI_Abort)
+// instead of unwinding into MPI_Finalize while the peers wait in a collective.
+template <class F>
+int guarded(const Runtime& rt, F&& body) {
+  try {
+    return body();
+  } catch (const core::ConfigError&) {
+    throw;
+  } catch (const core::DataError&) {
+    throw;
+  } catch (const core::PeerError&) {
+    throw;
+  } catch (const std::exception& e) {
+    if (rt.ctx.world_size > 1) core::fatal(e.what());
+    throw;
+  }
+}
 
 }  // namespace launch

@@ -31,13 +31,15 @@ class ShardedAdamW {
   // The moments of the owned elements, in flat order (group 0's range, then group 1's).
   core::Tensor moment1() const;
   core::Tensor moment2() const;
-
- private:
+  // The owned part of each parameter, in flat order (checkpoints read and write moments by it).
   struct Piece {
     int64_t begin, end;  // flat element range, inside one parameter
     int64_t moment;      // offset of `begin` in the moment buffers
     bool decay;
   };
+  const std::vector<Piece>& pieces() const { return pieces_; }
+
+ private:
   std::array<core::ParamStore::Range, core::kParamGroups> owned_;
   core::DType moment_dtype_;
   AdamWHyper hyper_;

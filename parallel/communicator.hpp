@@ -45,8 +45,18 @@ using HandlePtr = std::unique_ptr<Handle>;
 struct CommStats {
   int64_t bytes_sent[4] = {0, 0, 0, 0};  // by Traffic, bytes leaving this rank (to other ranks)
   double in_flight_s = 0;                // wall time during which at least one operation was pending
+  double traffic_in_flight_s[4] = {0, 0, 0, 0};  // the same for each Traffic on its own
   double wait_s[4] = {0, 0, 0, 0};       // by Traffic, time the calling thread was blocked in wait()
   double total_wait_s() const { return wait_s[0] + wait_s[1] + wait_s[2] + wait_s[3]; }
+};
+
+// One recorded interval (Communicator::set_recording): an operation in flight from submission to
+// completion, or the calling thread blocked in wait(). Seconds on the steady clock.
+struct CommRecord {
+  std::string what;  // "all_to_all_v on ep, 1.5 MiB"
+  Traffic traffic = Traffic::other;
+  double start = 0, end = 0;
+  bool wait = false;
 };
 
 // One message of a batched point-to-point exchange.
@@ -106,6 +116,10 @@ class Communicator {
   virtual std::unique_ptr<Communicator> split(int color, int key, const std::string& name) = 0;
   // This process's counters (shared by every communicator of the process).
   virtual CommStats stats() const = 0;
+  // Recording for traces, process-wide like the counters: while on, every operation's time in
+  // flight and every wait are kept until taken.
+  virtual void set_recording(bool on) { (void)on; }
+  virtual std::vector<CommRecord> take_records() { return {}; }
 };
 
 // The world of one process.

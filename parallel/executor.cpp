@@ -4,6 +4,8 @@
 #include <algorithm>
 #include <chrono>
 
+#include <fmt/format.h>
+
 #include "core/error.hpp"
 #include "kernels/ops.hpp"
 
@@ -17,10 +19,62 @@ double now_s() {
 }  // namespace
 
 std::vector<int> Executor::slots_needed(const Schedule& schedule) {
-  InFlightPeaks peaks = in_flight_peaks(schedule);
-  std::vector<int> slots;
-  for (int s : peaks.slots) slots.push_back(std::max(1, s));
-  return slots;
+  // A dry run of the rules run() follows: a slot is taken when a micro-batch's input is first
+  // received (or its forward starts) and given back once its weight pass has run and every
+  // message read from it has been delivered (at a later commit).
+  const size_t chunks = schedule.places.size();
+  const int micro = schedule.micro_per_chunk();
+  std::vector<std::vector<int>> sends_left(chunks, std::vector<int>(micro, 0));
+  std::vector<std::vector<char>> held(chunks, std::vector<char>(micro, 0)), done = held;
+  for (const Action& a : schedule.actions)
+    if (a.kind == ActionKind::send_forward || a.kind == ActionKind::send_backward)
+      ++sends_left[a.chunk][a.micro];
+  std::vector<int> now(chunks, 0), peak(chunks, 1);
+  std::vector<std::pair<int, int>> queued;
+  auto take = [&](int c, int m) {
+    if (held[c][m]) return;
+    held[c][m] = 1;
+    peak[c] = std::max(peak[c], ++now[c]);
+  };
+  auto finish = [&](int c, int m) {
+    done[c][m] = 1;
+    if (held[c][m] && sends_left[c][m] == 0) {
+      held[c][m] = 0;
+      --now[c];
+    }
+  };
+  for (const Action& a : schedule.actions) {
+    switch (a.kind) {
+      case ActionKind::recv_forward:
+      case ActionKind::forward:
+        take(a.chunk, a.micro);
+        break;
+      case ActionKind::forward_backward:
+        take(a.chunk, a.micro);
+        finish(a.chunk_b, a.micro_b);
+        break;
+      case ActionKind::backward:
+        if (!a.zero_bubble) finish(a.chunk, a.micro);
+        break;
+      case ActionKind::weight:
+        finish(a.chunk, a.micro);
+        break;
+      case ActionKind::send_forward:
+      case ActionKind::send_backward:
+        queued.emplace_back(a.chunk, a.micro);
+        break;
+      case ActionKind::commit:
+        for (auto [c, m] : queued) {
+          --sends_left[c][m];
+          if (done[c][m]) finish(c, m);
+        }
+        queued.clear();
+        break;
+      default:
+        break;
+    }
+  }
+  return peak;
 }
 
 Executor::Executor(const Schedule& schedule, core::Model& model, Communicator& pp, bool overlap)
@@ -38,10 +92,16 @@ Executor::Executor(const Schedule& schedule, core::Model& model, Communicator& p
     cs.slot_of.assign(micro, -1);
     cs.input.assign(micro, core::Tensor());
     cs.dy.assign(micro, core::Tensor());
-    cs.sends_pending.assign(cs.stage->slots(), 0);
-    cs.done.assign(cs.stage->slots(), false);
+    cs.sends_total.assign(micro, 0);
+    cs.done.assign(micro, false);
     chunks_.push_back(std::move(cs));
   }
+  // A slot is freed after its weight pass and after every message read from it has left; the
+  // schedule says how many there are (an input gradient is sent after the full backward that
+  // already ran the weight pass).
+  for (const Action& a : sched_.actions)
+    if (a.kind == ActionKind::send_forward || a.kind == ActionKind::send_backward)
+      ++chunks_[a.chunk].sends_total[a.micro];
 }
 
 int Executor::global_micro(int chunk, int micro) const {
@@ -57,18 +117,15 @@ int Executor::acquire(int chunk, int micro) {
   const int slot = cs.free_slots.back();
   cs.free_slots.pop_back();
   cs.slot_of[micro] = slot;
-  cs.sends_pending[slot] = 0;
-  cs.done[slot] = false;
   return slot;
 }
 
-void Executor::release_if_idle(int chunk, int slot) {
+void Executor::release_if_idle(int chunk, int micro) {
   ChunkState& cs = chunks_[chunk];
-  if (!cs.done[slot] || cs.sends_pending[slot] > 0) return;
-  cs.done[slot] = false;
-  for (auto& s : cs.slot_of)
-    if (s == slot) s = -1;
-  cs.free_slots.push_back(slot);
+  if (!cs.done[micro] || cs.sends_left[micro] > 0) return;
+  cs.stage->release(cs.slot_of[micro]);
+  cs.free_slots.push_back(cs.slot_of[micro]);
+  cs.slot_of[micro] = -1;
 }
 
 void Executor::commit() {
@@ -80,8 +137,8 @@ void Executor::commit() {
   auto sent = std::move(q_sent_from_);
   q_sent_from_.clear();
   for (const auto& s : sent) {
-    --chunks_[s.chunk].sends_pending[s.slot];
-    release_if_idle(s.chunk, s.slot);
+    --chunks_[s.chunk].sends_left[s.micro];
+    release_if_idle(s.chunk, s.micro);
   }
 }
 
@@ -160,14 +217,13 @@ void Executor::backward_end(int chunk, int micro, bool zero_bubble) {
 
 void Executor::weight(int chunk, int micro) {
   ChunkState& cs = chunks_[chunk];
-  const int slot = cs.slot_of.at(micro);
-  cs.stage->backward_weight(slot);
-  cs.done[slot] = true;
-  release_if_idle(chunk, slot);
+  cs.stage->backward_weight(cs.slot_of.at(micro));
+  cs.done[micro] = true;
+  release_if_idle(chunk, micro);
 }
 
 void Executor::forward_backward(const Action& a, const BatchFn& batch, const core::LossScales& scales,
-                                StepRun& r) {
+                                StepRun& r, bool record) {
   forward(a.chunk, a.micro, batch, scales, r);
   backward_begin(a.chunk_b, a.micro_b);
   core::Stage& fs = *chunks_[a.chunk].stage;
@@ -175,40 +231,46 @@ void Executor::forward_backward(const Action& a, const BatchFn& batch, const cor
   const int fslot = chunks_[a.chunk].slot_of[a.micro], bslot = chunks_[a.chunk_b].slot_of[a.micro_b];
   const int fp = fs.forward_pieces(), bp = bs.backward_pieces();
   double t = now_s();
-  auto tick = [&](double& into) {
+  auto tick = [&](double& into, const std::string& what, const char* cat) {
     const double n = now_s();
     into += n - t;
+    if (record) r.trace.push_back({what, cat, t, n, TraceLane::compute});
     t = n;
   };
+  const std::string F = fmt::format("F{}.{}", a.chunk, a.micro), B = fmt::format("B{}.{}", a.chunk_b, a.micro_b);
   if (overlap_) {
     // Each piece ends with an exchange in flight; the other micro-batch's next piece runs
     // while it travels.
     for (int i = 0; i < std::max(fp, bp); ++i) {
       if (i < fp) {
         fs.forward_piece(fslot, i);
-        tick(r.forward_s);
+        tick(r.forward_s, fmt::format("{} piece {}", F, i), "forward");
       }
       if (i < bp) {
         bs.backward_piece(bslot, i);
-        tick(r.backward_s);
+        tick(r.backward_s, fmt::format("{} piece {}", B, i), "backward");
       }
     }
   } else {
     for (int i = 0; i < fp; ++i) fs.forward_piece(fslot, i);
-    tick(r.forward_s);
+    tick(r.forward_s, F, "forward");
     for (int i = 0; i < bp; ++i) bs.backward_piece(bslot, i);
-    tick(r.backward_s);
+    tick(r.backward_s, B, "backward");
   }
   finish_forward(a.chunk, a.micro, r);
   backward_end(a.chunk_b, a.micro_b, /*zero_bubble=*/false);
-  tick(r.backward_s);
+  tick(r.backward_s, fmt::format("W{}.{}", a.chunk_b, a.micro_b), "weight");
 }
 
 StepRun Executor::run(const BatchFn& batch, const core::LossScales& scales, bool record_trace) {
   StepRun r;
   weight_fifo_.clear();
   in_flight_ = 0;
-  const double t0 = now_s();
+  r.start = now_s();
+  for (auto& cs : chunks_) {
+    cs.sends_left = cs.sends_total;
+    std::fill(cs.done.begin(), cs.done.end(), false);
+  }
   for (const Action& a : sched_.actions) {
     ChunkState& cs = a.kind == ActionKind::commit ? chunks_[0] : chunks_[a.chunk];
     const ChunkPlace& place = sched_.places[a.kind == ActionKind::commit ? 0 : a.chunk];
@@ -231,15 +293,13 @@ StepRun Executor::run(const BatchFn& batch, const core::LossScales& scales, bool
       case ActionKind::send_forward: {
         const int slot = cs.slot_of.at(a.micro);
         q_sends_.push_back({cs.stage->output(slot), place.next_rank, tag(true, place.stage + 1)});
-        ++cs.sends_pending[slot];
-        q_sent_from_.push_back({a.chunk, slot});
+        q_sent_from_.push_back({a.chunk, a.micro});
         break;
       }
       case ActionKind::send_backward: {
         const int slot = cs.slot_of.at(a.micro);
         q_sends_.push_back({cs.stage->input_grad(slot), place.prev_rank, tag(false, place.stage - 1)});
-        ++cs.sends_pending[slot];
-        q_sent_from_.push_back({a.chunk, slot});
+        q_sent_from_.push_back({a.chunk, a.micro});
         break;
       }
       case ActionKind::commit:
@@ -272,14 +332,17 @@ StepRun Executor::run(const BatchFn& batch, const core::LossScales& scales, bool
         break;
       }
       case ActionKind::forward_backward:
-        forward_backward(a, batch, scales, r);
+        forward_backward(a, batch, scales, r, record_trace);
         break;
     }
     const double end = now_s();
     if (compute) r.compute_s += end - start;
-    if (record_trace && (compute || a.kind == ActionKind::commit))
-      r.trace.push_back({compute ? action_label(a) : std::string("wait"), compute ? "compute" : "wait",
-                         start - t0, end - t0});
+    if (record_trace && compute) {
+      static const char* cats[] = {"", "", "", "", "", "forward", "backward", "weight", "pair"};
+      const char* cat = a.kind == ActionKind::backward && a.zero_bubble ? "backward_input"
+                                                                         : cats[static_cast<int>(a.kind)];
+      r.trace.push_back({action_label(a), cat, start, end, TraceLane::compute});
+    }
   }
   commit();
   FLOT_CHECK(weight_fifo_.empty(), "rank {}: {} weight passes left after the schedule", sched_.rank,

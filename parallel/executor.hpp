@@ -20,16 +20,10 @@
 
 #include "core/model.hpp"
 #include "parallel/communicator.hpp"
+#include "parallel/run_trace.hpp"
 #include "parallel/schedule.hpp"
 
 namespace parallel {
-
-// One timed interval of a rank's step, for traces.
-struct TraceEvent {
-  std::string name;  // "F0.3", "(F0.3&B1.1)", "commit", "W0.2", ...
-  const char* cat;   // "compute", "wait"
-  double start, end;  // seconds since the step started
-};
 
 struct StepRun {
   core::MicroLosses losses;           // summed over the micro-batches this rank finished (last stages)
@@ -37,7 +31,8 @@ struct StepRun {
   double compute_s = 0, wait_s = 0;   // time in compute actions, and waiting in commits
   double forward_s = 0, backward_s = 0;  // compute split (a pair counts in both, by pieces)
   int peak_activations = 0;           // chunk forwards in flight whose input pass has not run
-  std::vector<TraceEvent> trace;
+  double start = 0;                   // steady-clock time the step started
+  std::vector<TraceEvent> trace;      // compute actions (pieces inside pairs) and commits
 };
 
 class Executor {
@@ -61,15 +56,17 @@ class Executor {
     std::vector<int> slot_of;          // per micro, -1 = none
     std::vector<core::Tensor> input;   // received (or turned) forward input, per micro
     std::vector<core::Tensor> dy;      // received output gradient, per micro
-    std::vector<int> sends_pending;    // per slot: messages reading it that have not left
-    std::vector<bool> done;            // per slot: weight pass ran, free once sends left
+    std::vector<int> sends_left;       // per micro: messages reading its slot not yet delivered
+    std::vector<int> sends_total;      // per micro: messages the schedule sends from its slot
+    std::vector<bool> done;            // per micro: weight pass ran; the slot frees once sent
     int next_send_f = 0, next_send_b = 0;
   };
   int acquire(int chunk, int micro);
-  void release_if_idle(int chunk, int slot);
+  void release_if_idle(int chunk, int micro);
   void commit();
   void forward(int chunk, int micro, const BatchFn& batch, const core::LossScales& scales, StepRun& r);
-  void forward_backward(const Action& a, const BatchFn& batch, const core::LossScales& scales, StepRun& r);
+  void forward_backward(const Action& a, const BatchFn& batch, const core::LossScales& scales,
+                        StepRun& r, bool record);
   void backward_begin(int chunk, int micro);
   void backward_end(int chunk, int micro, bool zero_bubble);
   void weight(int chunk, int micro);
@@ -83,7 +80,7 @@ class Executor {
   std::vector<ChunkState> chunks_;
   std::vector<Message> q_sends_, q_recvs_;
   struct SentFrom {
-    int chunk, slot;
+    int chunk, micro;
   };
   std::vector<SentFrom> q_sent_from_;
   std::vector<std::pair<int, int>> weight_fifo_;  // (chunk, micro)

@@ -224,6 +224,7 @@ class MpiCommunicator : public Communicator {
     auto op = std::make_shared<ThenOp>(std::move(first), std::move(next));
     op->traffic = traffic;
     op->what = fmt::format("a chained exchange on {} ({} ranks)", name_, size_);
+    op->label = fmt::format("chained exchange on {}", name_);
     return engine_->submit(std::move(op));
   }
 
@@ -254,12 +255,15 @@ class MpiCommunicator : public Communicator {
   }
 
   CommStats stats() const override { return engine_->stats(); }
+  void set_recording(bool on) override { engine_->set_recording(on); }
+  std::vector<CommRecord> take_records() override { return engine_->take_records(); }
 
  private:
   std::shared_ptr<RequestOp> make_op(const char* kind, size_t bytes, Traffic traffic) {
     auto op = std::make_shared<RequestOp>();
     op->what = fmt::format("{} of {} on {} ({} ranks, rank {} of it)", kind,
                            human_bytes(static_cast<int64_t>(bytes)), name_, size_, rank_);
+    op->label = fmt::format("{} on {}, {}", kind, name_, human_bytes(static_cast<int64_t>(bytes)));
     op->traffic = traffic;
     return op;
   }

@@ -84,7 +84,10 @@ Engine::~Engine() {
 HandlePtr Engine::submit(std::shared_ptr<Op> op) {
   {
     std::lock_guard<std::mutex> lk(mu_);
-    if (pending_++ == 0) busy_since_ = now_s();
+    op->submitted = now_s();
+    if (pending_++ == 0) busy_since_ = op->submitted;
+    const int t = static_cast<int>(op->traffic);
+    if (traffic_pending_[t]++ == 0) traffic_since_[t] = op->submitted;
     incoming_.push_back(op);
   }
   work_cv_.notify_one();
@@ -104,8 +107,23 @@ void Engine::count_bytes(Traffic t, int64_t bytes) {
 CommStats Engine::stats() const {
   std::lock_guard<std::mutex> lk(mu_);
   CommStats s = stats_;
-  if (pending_ > 0) s.in_flight_s += now_s() - busy_since_;
+  const double now = now_s();
+  if (pending_ > 0) s.in_flight_s += now - busy_since_;
+  for (int t = 0; t < 4; ++t)
+    if (traffic_pending_[t] > 0) s.traffic_in_flight_s[t] += now - traffic_since_[t];
   return s;
+}
+
+void Engine::set_recording(bool on) {
+  std::lock_guard<std::mutex> lk(mu_);
+  recording_ = on;
+}
+
+std::vector<CommRecord> Engine::take_records() {
+  std::lock_guard<std::mutex> lk(mu_);
+  std::vector<CommRecord> out;
+  out.swap(records_);
+  return out;
 }
 
 void Engine::wait(Op& op) {
@@ -116,7 +134,9 @@ void Engine::wait(Op& op) {
                         std::chrono::duration_cast<std::chrono::steady_clock::duration>(
                             std::chrono::duration<double>(timeout_s_));
   bool ok = done_cv_.wait_until(lk, deadline, [&] { return op.complete.load(); });
-  stats_.wait_s[static_cast<int>(op.traffic)] += now_s() - t0;
+  const double t1 = now_s();
+  stats_.wait_s[static_cast<int>(op.traffic)] += t1 - t0;
+  if (recording_) records_.push_back({op.label, op.traffic, t0, t1, true});
   if (!ok) {
     lk.unlock();
     core::fatal(fmt::format(
@@ -131,6 +151,9 @@ void Engine::finish(Op& op, double now) {
     std::lock_guard<std::mutex> lk(mu_);
     op.complete.store(true);
     if (--pending_ == 0) stats_.in_flight_s += now - busy_since_;
+    const int t = static_cast<int>(op.traffic);
+    if (--traffic_pending_[t] == 0) stats_.traffic_in_flight_s[t] += now - traffic_since_[t];
+    if (recording_ && !op.label.empty()) records_.push_back({op.label, op.traffic, op.submitted, now, false});
   }
   done_cv_.notify_all();
 }
@@ -151,7 +174,16 @@ void Engine::loop() {
     double wake = std::numeric_limits<double>::infinity();
     bool polling = false, finished = false;
     for (size_t i = 0; i < active.size();) {
-      if (active[i]->progress(now, &wake, &polling)) {
+      bool complete = false;
+      try {
+        complete = active[i]->progress(now, &wake, &polling);
+      } catch (const std::exception& e) {
+        // A chained exchange's second step runs here; its errors must end the job, not the
+        // process without a word.
+        core::fatal(fmt::format("rank {}: communication thread: {} (in {})", world_rank_, e.what(),
+                                active[i]->what));
+      }
+      if (complete) {
         finish(*active[i], now_s());
         active.erase(active.begin() + static_cast<std::ptrdiff_t>(i));
         finished = true;

@@ -36,8 +36,10 @@ class Op {
   // Lowers *wake to the time of the next timed post; sets *polling while MPI requests are
   // pending (they progress only when tested).
   virtual bool progress(double now, double* wake, bool* polling) = 0;
-  std::string what;  // "all_to_all_v of 1.5 MiB on ep (2 ranks)", for timeout messages
+  std::string what;   // "all_to_all_v of 1.5 MiB on ep (2 ranks, rank 0 of it)", for timeouts
+  std::string label;  // "all_to_all_v on ep, 1.5 MiB", for traces
   Traffic traffic = Traffic::other;
+  double submitted = 0;
   std::atomic<bool> complete{false};
 };
 
@@ -76,6 +78,8 @@ class Engine {
   void count_bytes(Traffic t, int64_t bytes);
   CommStats stats() const;
   int world_rank() const { return world_rank_; }
+  void set_recording(bool on);
+  std::vector<CommRecord> take_records();
 
  private:
   void loop();
@@ -88,8 +92,12 @@ class Engine {
   bool stop_ = false;
   LinkModel link_;       // guarded by mu_
   CommStats stats_;      // guarded by mu_
+  bool recording_ = false;
+  std::vector<CommRecord> records_;  // guarded by mu_
   int pending_ = 0;      // submitted, not yet complete
   double busy_since_ = 0;
+  int traffic_pending_[4] = {0, 0, 0, 0};
+  double traffic_since_[4] = {0, 0, 0, 0};
   std::thread thread_;
 };
 

@@ -53,7 +53,11 @@ class Loader {
   int micro_batches_per_step() const { return micro_per_step_; }
   // Fills mb with micro-batch `micro` of training step `step` for this dp rank.
   void train_batch(int64_t step, int micro, MicroBatch& mb) const;
-  // Fills mb with validation micro-batch `index` for this dp rank (fixed across the run).
+  // The validation set is train.eval_batches x micro_batch_size windows whatever the layout;
+  // each dp rank evaluates val_batches() micro-batches of it (the same count on every rank, as
+  // expert parallelism needs), and windows past the set's end have every target ignored (-1).
+  int val_batches() const { return val_batches_; }
+  // Fills mb with validation micro-batch `index` (< val_batches()) for this dp rank.
   void val_batch(int64_t index, MicroBatch& mb) const;
 
  private:
@@ -61,6 +65,8 @@ class Loader {
   const Dataset& ds_;
   int64_t seq_len_, micro_batch_, global_batch_, per_rank_;
   int mtp_depth_, dp_rank_, micro_per_step_;
+  int64_t val_windows_ = 0;
+  int val_batches_ = 0;
 };
 
 }  // namespace core::data

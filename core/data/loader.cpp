@@ -39,6 +39,8 @@ Loader::Loader(const Dataset& ds, const Config& c, int dp_rank, int dp_size)
                global_batch_, dp_size, per_rank_, micro_batch_,
                static_cast<int64_t>(micro_batch_) * dp_size);
   micro_per_step_ = static_cast<int>(per_rank_ / micro_batch_);
+  val_windows_ = static_cast<int64_t>(c.train.eval_batches) * micro_batch_;
+  val_batches_ = static_cast<int>((val_windows_ + micro_batch_ * dp_size - 1) / (micro_batch_ * dp_size));
   FLOT_CHECK(ds.window_len() >= seq_len_ + 1 + mtp_depth_,
              "dataset windows of {} tokens cannot feed seq_len {} with MTP depth {}",
              ds.window_len(), seq_len_, mtp_depth_);
@@ -53,11 +55,16 @@ void Loader::train_batch(int64_t step, int micro, MicroBatch& mb) const {
 }
 
 void Loader::val_batch(int64_t index, MicroBatch& mb) const {
-  FLOT_CHECK(index >= 0, "validation batch {}", index);
+  FLOT_CHECK(index >= 0 && index < val_batches_, "validation batch {} of {}", index, val_batches_);
   // Validation batch `index` spans micro_batch * dp windows, rank-major, like one training
   // micro-batch taken across all ranks.
   const int64_t dp_size = global_batch_ / per_rank_;
-  fill(Split::val, index * micro_batch_ * dp_size + dp_rank_ * micro_batch_, mb);
+  const int64_t first = index * micro_batch_ * dp_size + dp_rank_ * micro_batch_;
+  fill(Split::val, first, mb);
+  // Windows past the validation set still run (every rank does the same work) but count nothing.
+  for (int64_t b = 0; b < micro_batch_; ++b)
+    if (first + b >= val_windows_)
+      for (auto& t : mb.targets) std::fill(t.begin() + b * seq_len_, t.begin() + (b + 1) * seq_len_, -1);
 }
 
 void Loader::fill(Split split, int64_t first_index, MicroBatch& mb) const {

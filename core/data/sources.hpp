@@ -106,5 +106,7 @@ std::unique_ptr<Dataset> make_synthetic(const Config& c);
 std::unique_ptr<Dataset> make_text(const Config& c);
 // llm.c .bin or Megatron .bin/.idx, told apart by the path and the file's first bytes.
 std::unique_ptr<Dataset> make_token_files(const Config& c);
+// The token stream of such a file, checked against its headers and sizes (DataError).
+TokenStream open_token_stream(const std::string& path);
 
 }  // namespace core::data::detail

@@ -33,7 +33,7 @@ std::string hex_bytes(const unsigned char* p, int64_t n) {
   return out;
 }
 
-std::unique_ptr<Dataset> open_llmc(const Config& c, const std::string& path) {
+TokenStream llmc_stream(const std::string& path) {
   TokenStream s;
   s.file = MmapFile(path, "llm.c token file (data.path)");
   s.path = path;
@@ -83,10 +83,10 @@ std::unique_ptr<Dataset> open_llmc(const Config& c, const std::string& path) {
   s.offset = kLlmcHeaderBytes;
   s.count = ntok;
   s.label = fmt::format("tokens (llm.c {})", token_type_name(s.type));
-  return std::make_unique<StreamDataset>(std::move(s), c, /*check_range=*/true);
+  return s;
 }
 
-std::unique_ptr<Dataset> open_megatron(const Config& c, const std::string& prefix) {
+TokenStream megatron_stream(const std::string& prefix) {
   const std::string idx_path = prefix + ".idx", bin_path = prefix + ".bin";
   MmapFile idx(idx_path, "Megatron index (PREFIX.idx of data.path)");
   const int64_t isize = idx.size();
@@ -181,18 +181,21 @@ std::unique_ptr<Dataset> open_megatron(const Config& c, const std::string& prefi
   s.type = type;
   s.path = prefix;
   s.label = fmt::format("tokens (megatron {}, {} sequences)", token_type_name(type), S);
-  return std::make_unique<StreamDataset>(std::move(s), c, /*check_range=*/true);
+  return s;
 }
 
 }  // namespace
 
 std::unique_ptr<Dataset> make_token_files(const Config& c) {
-  const std::string& path = c.data.path;
-  if (path.empty())
+  if (c.data.path.empty())
     FLOT_THROW(ConfigError,
                "data.kind = tokens needs data.path: an llm.c token file (.bin) or a Megatron "
                "prefix (PREFIX.bin + PREFIX.idx)");
-  if (ends_with(path, ".idx")) return open_megatron(c, path.substr(0, path.size() - 4));
+  return std::make_unique<StreamDataset>(open_token_stream(c.data.path), c, /*check_range=*/true);
+}
+
+TokenStream open_token_stream(const std::string& path) {
+  if (ends_with(path, ".idx")) return megatron_stream(path.substr(0, path.size() - 4));
   if (ends_with(path, ".bin")) {
     const std::string prefix = path.substr(0, path.size() - 4);
     // An llm.c magic wins; otherwise a sibling .idx marks a Megatron pair.
@@ -205,12 +208,12 @@ std::unique_ptr<Dataset> make_token_files(const Config& c) {
           llmc = magic == kLlmcMagicGpt2 || magic == kLlmcMagicLlama3;
         }
       }
-      if (!llmc) return open_megatron(c, prefix);
+      if (!llmc) return megatron_stream(prefix);
     }
-    return open_llmc(c, path);
+    return llmc_stream(path);
   }
-  if (file_exists(path + ".bin") || file_exists(path + ".idx")) return open_megatron(c, path);
-  if (file_exists(path)) return open_llmc(c, path);
+  if (file_exists(path + ".bin") || file_exists(path + ".idx")) return megatron_stream(path);
+  if (file_exists(path)) return llmc_stream(path);
   FLOT_THROW(DataError,
              "data.path '{}' not found: data.kind = tokens reads an llm.c token file (give its "
              "path) or a Megatron dataset (give PREFIX, PREFIX.bin or PREFIX.idx; both "

@@ -73,7 +73,6 @@ void split_dkv(const T* dk, const T* dvv, int64_t N, int64_t H, int64_t dn, int6
 }  // namespace
 
 void Mla::forward(int slot, const Tensor& a, const Tensor& out) {
-  Context& ctx = env_.ctx;
   BumpArena& ar = env_.acts.slot(slot);
   Saved& s = slot_state(saved_, slot);
   const int64_t N = a.rows(), T = env_.seq_len, B = N / T;
@@ -81,34 +80,38 @@ void Mla::forward(int slot, const Tensor& a, const Tensor& out) {
   const DType dt = env_.params.dtype();
   auto P = [&](int id) { return env_.params.param(id); };
   auto& scratch = env_.acts.scratch();
-  s.a = a;
+  ScratchScope scope(scratch);
+  // Tensors that only feed a Linear live in scratch when the precision keeps its own copy.
+  BumpArena& linear_only = env_.precision == Precision::fp32 ? ar : scratch;
+  s.a = keep_linear_input(env_, a, ar);
 
   s.q = ar.alloc(dt, {N, H_, dn_ + dr_});
   if (qr_ > 0) {
     s.cq = ar.alloc(dt, {N, qr_});
     s.rstd_q = ar.alloc(dt, {N});
-    s.cqn = ar.alloc(dt, {N, qr_});
-    linear_forward(ctx, s.a, P(w_qa_), s.cq);
-    kernels::rmsnorm_forward(ctx, s.cq, P(w_qa_norm_), eps_, s.cqn, s.rstd_q);
-    linear_forward(ctx, s.cqn, P(w_qb_), s.q);
+    Tensor cqn = linear_only.alloc(dt, {N, qr_});
+    linear_forward(env_, s.a, P(w_qa_), s.cq);
+    kernels::rmsnorm_forward(env_.ctx, s.cq, P(w_qa_norm_), eps_, cqn, s.rstd_q);
+    s.cqn = keep_linear_input(env_, cqn, ar);
+    linear_forward(env_, s.cqn, P(w_qb_), s.q);
   } else {
-    linear_forward(ctx, s.a, P(w_q_), s.q);
+    linear_forward(env_, s.a, P(w_q_), s.q);
   }
-  kernels::rope(ctx, s.q, T, dn_, dr_, theta_, false);
+  kernels::rope(env_.ctx, s.q, T, dn_, dr_, theta_, false);
 
   // The fused kv_a projection is two row blocks of one weight: c_kv rows, then k_pe rows.
   Tensor wkva = P(w_kva_);
   s.ckv = ar.alloc(dt, {N, kvr_});
   s.rstd_kv = ar.alloc(dt, {N});
-  s.ckvn = ar.alloc(dt, {N, kvr_});
-  ScratchScope scope(scratch);
+  Tensor ckvn = linear_only.alloc(dt, {N, kvr_});
   Tensor kpe = scratch.alloc(dt, {N, 1, dr_});
-  linear_forward(ctx, s.a, wkva.slice(0, kvr_), s.ckv);
-  linear_forward(ctx, s.a, wkva.slice(kvr_, kvr_ + dr_), kpe);
-  kernels::rope(ctx, kpe, T, 0, dr_, theta_, false);
-  kernels::rmsnorm_forward(ctx, s.ckv, P(w_kva_norm_), eps_, s.ckvn, s.rstd_kv);
+  linear_forward(env_, s.a, wkva.slice(0, kvr_), s.ckv);
+  linear_forward(env_, s.a, wkva.slice(kvr_, kvr_ + dr_), kpe);
+  kernels::rope(env_.ctx, kpe, T, 0, dr_, theta_, false);
+  kernels::rmsnorm_forward(env_.ctx, s.ckv, P(w_kva_norm_), eps_, ckvn, s.rstd_kv);
+  s.ckvn = keep_linear_input(env_, ckvn, ar);
   Tensor kvb = scratch.alloc(dt, {N, H_ * (dn_ + dv_)});
-  linear_forward(ctx, s.ckvn, P(w_kvb_), kvb);
+  linear_forward(env_, s.ckvn, P(w_kvb_), kvb);
 
   s.k = ar.alloc(dt, {N, H_, dn_ + dr_});
   s.v = ar.alloc(dt, {N, H_, dv_});
@@ -119,8 +122,9 @@ void Mla::forward(int slot, const Tensor& a, const Tensor& out) {
 
   s.o = ar.alloc(dt, {N, H_, dv_});
   s.lse = ar.alloc(dt, {B, H_, T});
-  kernels::attention_forward(ctx, s.q, s.k, s.v, T, scale_, s.o, s.lse);
-  linear_forward(ctx, s.o.reshape({N, H_ * dv_}), P(w_o_), out);
+  kernels::attention_forward(env_.ctx, s.q, s.k, s.v, T, scale_, s.o, s.lse);
+  // o stays FP32 for the attention core's backward; the projection converts it on the fly.
+  linear_forward(env_, s.o.reshape({N, H_ * dv_}), P(w_o_), out);
 }
 
 void Mla::backward_input(int slot, const Tensor& dout, const Tensor& da) {
@@ -135,7 +139,7 @@ void Mla::backward_input(int slot, const Tensor& dout, const Tensor& da) {
 
   s.dout = dout;  // the caller keeps it until backward_weight
   Tensor d_o = scratch.alloc(dt, {N, H_, dv_});
-  linear_backward_input(ctx, dout, P(w_o_), d_o.reshape({N, H_ * dv_}));
+  linear_backward_input(env_, dout, P(w_o_), d_o.reshape({N, H_ * dv_}));
 
   s.dq = ar.alloc(dt, {N, H_, dn_ + dr_});
   Tensor dk = scratch.alloc(dt, {N, H_, dn_ + dr_});
@@ -151,7 +155,7 @@ void Mla::backward_input(int slot, const Tensor& dout, const Tensor& da) {
   kernels::rope(ctx, s.dkpe, T, 0, dr_, theta_, true);
 
   s.dckvn = ar.alloc(dt, {N, kvr_});
-  linear_backward_input(ctx, s.dkvb, P(w_kvb_), s.dckvn);
+  linear_backward_input(env_, s.dkvb, P(w_kvb_), s.dckvn);
   s.dckv = ar.alloc(dt, {N, kvr_});
   kernels::rmsnorm_backward_input(ctx, s.dckvn, s.ckv, P(w_kva_norm_), s.rstd_kv, s.dckv);
 
@@ -159,15 +163,15 @@ void Mla::backward_input(int slot, const Tensor& dout, const Tensor& da) {
   if (qr_ > 0) {
     s.dcqn = ar.alloc(dt, {N, qr_});
     s.dcq = ar.alloc(dt, {N, qr_});
-    linear_backward_input(ctx, s.dq.reshape({N, H_ * (dn_ + dr_)}), P(w_qb_), s.dcqn);
+    linear_backward_input(env_, s.dq.reshape({N, H_ * (dn_ + dr_)}), P(w_qb_), s.dcqn);
     kernels::rmsnorm_backward_input(ctx, s.dcqn, s.cq, P(w_qa_norm_), s.rstd_q, s.dcq);
-    linear_backward_input(ctx, s.dcq, P(w_qa_), da);
+    linear_backward_input(env_, s.dcq, P(w_qa_), da);
   } else {
-    linear_backward_input(ctx, s.dq.reshape({N, H_ * (dn_ + dr_)}), P(w_q_), da);
+    linear_backward_input(env_, s.dq.reshape({N, H_ * (dn_ + dr_)}), P(w_q_), da);
   }
   Tensor wkva = P(w_kva_);
-  linear_backward_input(ctx, s.dckv, wkva.slice(0, kvr_), da, true);
-  linear_backward_input(ctx, s.dkpe.reshape({N, dr_}), wkva.slice(kvr_, kvr_ + dr_), da, true);
+  linear_backward_input(env_, s.dckv, wkva.slice(0, kvr_), da, true);
+  linear_backward_input(env_, s.dkpe.reshape({N, dr_}), wkva.slice(kvr_, kvr_ + dr_), da, true);
 }
 
 void Mla::backward_weight(int slot) {
@@ -175,19 +179,19 @@ void Mla::backward_weight(int slot) {
   Saved& s = saved_.at(slot);
   const int64_t N = s.a.rows();
   auto G = [&](int id) { return env_.params.grad(id); };
-  linear_backward_weight(ctx, s.dout, s.o.reshape({N, H_ * dv_}), G(w_o_));
-  linear_backward_weight(ctx, s.dkvb, s.ckvn, G(w_kvb_));
+  linear_backward_weight(env_, s.dout, s.o.reshape({N, H_ * dv_}), G(w_o_));
+  linear_backward_weight(env_, s.dkvb, s.ckvn, G(w_kvb_));
   kernels::rmsnorm_backward_weight(ctx, s.dckvn, s.ckv, s.rstd_kv, G(w_kva_norm_));
   Tensor gkva = G(w_kva_);
-  linear_backward_weight(ctx, s.dckv, s.a, gkva.slice(0, kvr_));
-  linear_backward_weight(ctx, s.dkpe.reshape({N, dr_}), s.a, gkva.slice(kvr_, kvr_ + dr_));
+  linear_backward_weight(env_, s.dckv, s.a, gkva.slice(0, kvr_));
+  linear_backward_weight(env_, s.dkpe.reshape({N, dr_}), s.a, gkva.slice(kvr_, kvr_ + dr_));
   Tensor dq2 = s.dq.reshape({N, H_ * (dn_ + dr_)});
   if (qr_ > 0) {
-    linear_backward_weight(ctx, dq2, s.cqn, G(w_qb_));
+    linear_backward_weight(env_, dq2, s.cqn, G(w_qb_));
     kernels::rmsnorm_backward_weight(ctx, s.dcqn, s.cq, s.rstd_q, G(w_qa_norm_));
-    linear_backward_weight(ctx, s.dcq, s.a, G(w_qa_));
+    linear_backward_weight(env_, s.dcq, s.a, G(w_qa_));
   } else {
-    linear_backward_weight(ctx, dq2, s.a, G(w_q_));
+    linear_backward_weight(env_, dq2, s.a, G(w_q_));
   }
   s = Saved{};
 }

@@ -12,6 +12,7 @@
 
 #include "core/config.hpp"
 #include "core/layers/layer.hpp"
+#include "core/layers/linear.hpp"
 #include "core/layers/residual.hpp"
 
 namespace core {
@@ -26,10 +27,12 @@ class Mla : public Sublayer {
   // da [N, D] written.
   void backward_input(int slot, const Tensor& dout, const Tensor& da) override;
   void backward_weight(int slot) override;
+  bool keeps_input() const override { return env_.precision == Precision::fp32; }
 
  private:
   struct Saved {
-    Tensor a, cq, rstd_q, cqn, ckv, rstd_kv, ckvn, q, k, v, o, lse;
+    LinearOperand a, cqn, ckvn;  // inputs only the Linears read (o is the attention core's too)
+    Tensor cq, rstd_q, ckv, rstd_kv, q, k, v, o, lse;
     // gradients kept for the deferred weight pass
     Tensor dout, dq, dcq, dcqn, dckv, dckvn, dkvb, dkpe;
   };

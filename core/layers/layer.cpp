@@ -1,7 +1,7 @@
-// Activation slots and the linear helpers shared by all layers.
+// Activation slots, the precision names, parameter registration helpers.
 #include "core/layers/layer.hpp"
 
-#include "kernels/ops.hpp"
+#include "core/error.hpp"
 
 namespace core {
 
@@ -22,18 +22,20 @@ size_t Activations::bytes() const {
   return b;
 }
 
-void linear_forward(Context& ctx, const Tensor& x, const Tensor& W, const Tensor& y) {
-  kernels::gemm(ctx, x.matrix(W.size(1)), false, W, true, y.matrix(W.size(0)));
+Precision precision_from_name(const std::string& name) {
+  if (name == "fp32") return Precision::fp32;
+  if (name == "bf16") return Precision::bf16;
+  if (name == "fp8") return Precision::fp8;
+  FLOT_THROW(ConfigError, "train.precision: '{}' is not one of fp32, bf16, fp8", name);
 }
 
-void linear_backward_input(Context& ctx, const Tensor& dy, const Tensor& W, const Tensor& dx,
-                           bool accumulate) {
-  kernels::gemm(ctx, dy.matrix(W.size(0)), false, W, false, dx.matrix(W.size(1)), 1.0,
-                accumulate ? 1.0 : 0.0);
-}
-
-void linear_backward_weight(Context& ctx, const Tensor& dy, const Tensor& x, const Tensor& dW) {
-  kernels::gemm(ctx, dy.matrix(dW.size(0)), true, x.matrix(dW.size(1)), false, dW, 1.0, 1.0);
+const char* precision_name(Precision p) {
+  switch (p) {
+    case Precision::fp32: return "fp32";
+    case Precision::bf16: return "bf16";
+    case Precision::fp8: return "fp8";
+  }
+  return "?";
 }
 
 int add_matrix(ParamStore& ps, const std::string& name, int64_t out, int64_t in, double std) {

@@ -1,4 +1,4 @@
-// The layer interface and what layers share: activation slots, scratch memory, linear helpers.
+// The layer interface and what layers share: activation slots, scratch memory, the precision.
 //
 // A layer is a plain object with forward / backward_input / backward_weight. forward saves what
 // backward needs in the activation slot of its micro-batch; backward_input writes the input
@@ -48,6 +48,11 @@ struct SlotInfo {
   double aux_grad_scale = 0.0;  // d(step loss) / d(this micro-batch's balance loss)
 };
 
+// The numerics of the Linear GEMMs (train.precision; core/layers/linear.hpp applies it).
+enum class Precision : uint8_t { fp32, bf16, fp8 };
+Precision precision_from_name(const std::string& name);  // "fp32" | "bf16" | "fp8"
+const char* precision_name(Precision p);
+
 // What every layer of a model (or of one pipeline stage) shares.
 struct LayerEnv {
   Context& ctx;
@@ -56,6 +61,8 @@ struct LayerEnv {
   int64_t seq_len = 0;  // tokens per sequence; micro-batch rows are sequences * seq_len
   // The expert-parallel group (null = every expert is local): MoE layers exchange tokens in it.
   parallel::Communicator* ep = nullptr;
+  // fp32 for float64 parameters (the FP8 and BF16 ops take f32 only).
+  Precision precision = Precision::fp32;
   std::vector<SlotInfo> slots = std::vector<SlotInfo>(acts.slots());
   SlotInfo& slot(int s) { return slots.at(s); }
 };
@@ -107,14 +114,6 @@ class Layer {
   BumpArena& scratch() { return env_.acts.scratch(); }
   LayerEnv& env_;
 };
-
-// Linear algebra of y = x W^T (W [out, in], the checkpoint layout), through kernels::gemm.
-void linear_forward(Context& ctx, const Tensor& x, const Tensor& W, const Tensor& y);
-// dx = dy W, or dx += dy W when accumulate.
-void linear_backward_input(Context& ctx, const Tensor& dy, const Tensor& W, const Tensor& dx,
-                           bool accumulate = false);
-// dW += dy^T x
-void linear_backward_weight(Context& ctx, const Tensor& dy, const Tensor& x, const Tensor& dW);
 
 // Registers a [out, in] matrix with the model's init std and weight decay.
 int add_matrix(ParamStore& ps, const std::string& name, int64_t out, int64_t in, double std);

@@ -11,6 +11,7 @@
 
 #include "core/config.hpp"
 #include "core/layers/layer.hpp"
+#include "core/layers/linear.hpp"
 #include "core/layers/residual.hpp"
 
 namespace core {
@@ -21,19 +22,22 @@ class SwigluMlp : public Sublayer {
   // prefix: e.g. "model.layers.0.mlp." or "model.layers.3.mlp.shared_experts.".
   SwigluMlp(LayerEnv& env, const std::string& prefix, int64_t hidden, int64_t intermediate,
             double init_std);
-  // out [N, D] written (accumulate = false) or added to.
-  void forward(int slot, const Tensor& a, const Tensor& out, bool accumulate);
+  // out [N, D] written (accumulate = false) or added to. `a` is kept (not copied) for the
+  // weight pass: the caller keeps its memory until then (the MoE layer passes its FP8 copy).
+  void forward(int slot, const LinearOperand& a, const Tensor& out, bool accumulate);
   // da [N, D] written or added to.
   void backward_input(int slot, const Tensor& dout, const Tensor& da, bool accumulate);
   void backward_weight(int slot) override;
-  void forward(int slot, const Tensor& a, const Tensor& out) override { forward(slot, a, out, false); }
+  // The dense FFN: `a` is kept in the precision's form (keep_linear_input).
+  void forward(int slot, const Tensor& a, const Tensor& out) override;
   void backward_input(int slot, const Tensor& dout, const Tensor& da) override {
     backward_input(slot, dout, da, false);
   }
 
  private:
   struct Saved {
-    Tensor a, h, g, dout, dh;
+    LinearOperand a, g;  // the two Linear inputs
+    Tensor h, dout, dh;
   };
   LayerEnv& env_;
   int64_t D_, I_;

@@ -5,6 +5,7 @@
 #include <algorithm>
 #include <cstring>
 
+#include "kernels/bf16_ops.hpp"
 #include "kernels/ops.hpp"
 
 namespace core {
@@ -98,6 +99,20 @@ void Moe::reorder(const Tensor& in, const Tensor& map, const Tensor& out) {
   kernels::moe_permute(env_.ctx, in, map, /*top_k=*/1, out);
 }
 
+Tensor Moe::combine_rows(const Tensor& x, BumpArena& arena) {
+  if (env_.precision == Precision::fp32) return x;
+  Tensor b = arena.alloc(DType::bf16, {x.rows(), x.cols()});
+  kernels::cast(env_.ctx, x, b);
+  return b;
+}
+
+Tensor Moe::widen(const Tensor& rows) {
+  if (rows.dtype != DType::bf16) return rows;
+  Tensor f = env_.acts.scratch().alloc(DType::f32, {rows.rows(), rows.cols()});
+  kernels::cast(env_.ctx, rows, f);
+  return f;
+}
+
 parallel::HandlePtr Moe::exchange(const Tensor& in, const std::vector<int64_t>& send,
                                   const Tensor& out, const std::vector<int64_t>& recv) {
   return env_.ep->all_to_all_v(in, send, out, recv, parallel::Traffic::expert_a2a);
@@ -114,7 +129,8 @@ void Moe::gate(int slot, const Tensor& a) {
   s.a = a;
   ScratchScope scope(env_.acts.scratch());
   Tensor logits = env_.acts.scratch().alloc(dt, {N, E});
-  linear_forward(ctx, s.a, env_.params.param(w_gate_), logits);
+  // The gate stays FP32 in every precision (the recipe): kernels::gemm, not the Linear policy.
+  kernels::gemm(ctx, s.a, false, env_.params.param(w_gate_), true, logits);
   s.scores = ar.alloc(dt, {N, E});
   s.idx = ar.alloc(DType::i32, {N, k});
   s.weights = ar.alloc(dt, {N, k});
@@ -133,18 +149,28 @@ void Moe::gate(int slot, const Tensor& a) {
                                                balance_weight_);
     s.aux_grad = info.aux_grad_scale;
   }
+  s.qa = keep_linear_input(env_, a, ar);
 }
 
 void Moe::dispatch_start(int slot) {
   Saved& s = saved_.at(slot);
+  BumpArena& ar = env_.acts.slot(slot);
+  BumpArena& scratch = env_.acts.scratch();
   const int64_t N = s.a.rows(), k = gate_.top_k;
-  s.xs = env_.acts.slot(slot).alloc(env_.params.dtype(), {N * k, D_});
-  kernels::moe_permute(env_.ctx, s.a, s.src, static_cast<int>(k), s.xs);
+  ScratchScope scope(scratch);
+  // The payload: the tokens' rows in the precision's form (FP8: codes and scales side by side).
+  const Tensor rows = pack_operand(env_, s.qa, scratch);
+  const bool packed = rows.dtype == DType::u8;
   if (!parallel()) {
-    s.xe = s.xs;
+    Tensor xs = (packed ? scratch : ar).alloc(rows.dtype, {N * k, rows.cols()});
+    kernels::moe_permute(env_.ctx, rows, s.src, static_cast<int>(k), xs);
+    s.xe = unpack_operand(env_, xs, D_, ar);
     s.local_offsets = s.offsets;
+    s.rows.offsets = s.offsets;
     return;
   }
+  s.xs = ar.alloc(rows.dtype, {N * k, rows.cols()});
+  kernels::moe_permute(env_.ctx, rows, s.src, static_cast<int>(k), s.xs);
   // The permuted rows are ordered by global expert, and rank r owns a contiguous block of
   // experts, so each destination's rows are one segment.
   const int32_t* off = s.offsets.ptr<int32_t>();
@@ -168,16 +194,17 @@ void Moe::dispatch_start(int slot) {
   // receive buffer are touched, and the compute thread leaves both alone until it waits.
   Saved* sp = &s;
   GrowBuffer* buf = &recv_.at(slot);
-  const DType dt = env_.params.dtype();
-  s.exchange = ep.then(std::move(counts), [this, sp, buf, dt, tag] {
+  const DType wire = s.xs.dtype;
+  const int64_t width = s.xs.cols();
+  s.exchange = ep.then(std::move(counts), [this, sp, buf, wire, width, tag] {
     int64_t total = 0;
     for (int r = 0; r < ep_size_; ++r) {
       sp->recv_rows[r] = 0;
       for (int e = 0; e < local_; ++e) sp->recv_rows[r] += sp->recv_hdr[r * local_ + e];
       total += sp->recv_rows[r];
     }
-    return env_.ep->all_to_all_v(sp->xs, sp->send_rows, buf->view(dt, {total, D_}), sp->recv_rows,
-                                 parallel::Traffic::expert_a2a, tag + 1);
+    return env_.ep->all_to_all_v(sp->xs, sp->send_rows, buf->view(wire, {total, width}),
+                                 sp->recv_rows, parallel::Traffic::expert_a2a, tag + 1);
   }, parallel::Traffic::expert_a2a);
 }
 
@@ -213,8 +240,25 @@ void Moe::dispatch_finish(int slot) {
       }
   }
   lo[local_] = static_cast<int32_t>(row);
-  s.xe = ar.alloc(env_.params.dtype(), {R, D_});
-  reorder(recv_.at(slot).view(env_.params.dtype(), {R, D_}), s.to_src, s.xe);
+  // Each source's rows (source-major, so one block) and their split by expert.
+  s.rows.offsets = s.local_offsets;
+  s.rows.source_order = s.to_exp;
+  for (int r = 0; r < ep_size_; ++r) {
+    s.rows.source_begin.push_back(src_start[static_cast<size_t>(r) * local_]);
+    Tensor so = ar.alloc(DType::i32, {local_ + 1});
+    int32_t* o = so.ptr<int32_t>();
+    o[0] = 0;
+    for (int e = 0; e < local_; ++e)
+      o[e + 1] = o[e] + static_cast<int32_t>(s.recv_hdr[r * local_ + e]);
+    s.rows.source_offsets.push_back(so);
+  }
+  s.rows.source_begin.push_back(R);
+  ScratchScope scope(env_.acts.scratch());
+  const Tensor arrived = recv_.at(slot).view(s.xs.dtype, {R, s.xs.cols()});
+  const bool packed = arrived.dtype == DType::u8;
+  Tensor ordered = (packed ? env_.acts.scratch() : ar).alloc(arrived.dtype, {R, arrived.cols()});
+  reorder(arrived, s.to_src, ordered);
+  s.xe = unpack_operand(env_, ordered, D_, ar);
 }
 
 void Moe::experts(int slot) {
@@ -222,12 +266,17 @@ void Moe::experts(int slot) {
   BumpArena& ar = env_.acts.slot(slot);
   const DType dt = env_.params.dtype();
   const int64_t rows = s.xe.rows();
+  ScratchScope scope(env_.acts.scratch());
+  // ge and ye only feed a Linear or the combine: in low precision their copies are what stays.
+  BumpArena& converted = env_.precision == Precision::fp32 ? ar : env_.acts.scratch();
   s.he = ar.alloc(dt, {rows, 2 * F_});
-  s.ge = ar.alloc(dt, {rows, F_});
-  s.ye = ar.alloc(dt, {rows, D_});
-  kernels::grouped_gemm(env_.ctx, s.xe, env_.params.param(w13_), true, s.local_offsets, s.he);
-  kernels::swiglu_forward(env_.ctx, s.he, s.ge);
-  kernels::grouped_gemm(env_.ctx, s.ge, env_.params.param(w2_), true, s.local_offsets, s.ye);
+  experts_forward(env_, s.xe, env_.params.param(w13_), s.local_offsets, s.he);
+  Tensor ge = converted.alloc(dt, {rows, F_});
+  kernels::swiglu_forward(env_.ctx, s.he, ge);
+  s.ge = keep_linear_input(env_, ge, ar);
+  Tensor ye = converted.alloc(dt, {rows, D_});
+  experts_forward(env_, s.ge, env_.params.param(w2_), s.local_offsets, ye);
+  s.ye = combine_rows(ye, ar);
 }
 
 void Moe::combine_start(int slot) {
@@ -237,11 +286,10 @@ void Moe::combine_start(int slot) {
     return;
   }
   BumpArena& ar = env_.acts.slot(slot);
-  const DType dt = env_.params.dtype();
   // Rows in flight must outlive the phase, so they live in the slot, not the scratch.
-  Tensor back = ar.alloc(dt, {s.ye.rows(), D_});
+  Tensor back = ar.alloc(s.ye.dtype, {s.ye.rows(), D_});
   reorder(s.ye, s.to_exp, back);
-  s.ys = ar.alloc(dt, {s.xs.rows(), D_});
+  s.ys = ar.alloc(s.ye.dtype, {s.xs.rows(), D_});
   s.exchange = exchange(back, s.recv_rows, s.ys, s.send_rows);
 }
 
@@ -249,60 +297,69 @@ void Moe::combine_finish(int slot, const Tensor& out) {
   Saved& s = saved_.at(slot);
   // The shared experts run while the combine travels.
   if (shared_)
-    shared_->forward(slot, s.a, out, /*accumulate=*/false);
+    shared_->forward(slot, s.qa, out, /*accumulate=*/false);
   else
     kernels::fill(out, 0.0);
   if (s.exchange) {
     s.exchange->wait();
     s.exchange.reset();
   }
-  kernels::moe_combine(env_.ctx, s.ys, s.weights, s.pos, out);
+  ScratchScope scope(env_.acts.scratch());
+  kernels::moe_combine(env_.ctx, widen(s.ys), s.weights, s.pos, out);
 }
 
 void Moe::combine_backward(int slot, const Tensor& dout) {
   Saved& s = saved_.at(slot);
   BumpArena& ar = env_.acts.slot(slot);
+  BumpArena& scratch = env_.acts.scratch();
   const DType dt = env_.params.dtype();
-  s.dys = ar.alloc(dt, {s.ys.rows(), D_});
+  const Precision p = env_.precision;
+  ScratchScope scope(scratch);
+  Tensor dys = (p == Precision::fp32 ? ar : scratch).alloc(dt, {s.ys.rows(), D_});
   s.dweights = ar.alloc(dt, {s.a.rows(), gate_.top_k});
-  kernels::moe_combine_backward(env_.ctx, dout, s.ys, s.weights, s.pos, s.dys, s.dweights);
+  kernels::moe_combine_backward(env_.ctx, dout, widen(s.ys), s.weights, s.pos, dys, s.dweights);
+  // The gradient of combine travels like a dispatch, converted before it leaves in every layout
+  // (FP8 for the down projection's data gradient), with the counts known from the forward; it
+  // arrives source-major and experts_backward reorders it.
   if (!parallel()) {
-    s.dye = s.dys;
+    s.dye = keep_linear_input(env_, dys, ar);
     return;
   }
-  // The gradient of combine travels like a dispatch, with the counts known from the forward;
-  // it arrives source-major and experts_backward reorders it.
-  s.dye = ar.alloc(dt, {s.xe.rows(), D_});
-  s.exchange = exchange(s.dys, s.send_rows, s.dye, s.recv_rows);
+  s.dys = pack_operand(env_, keep_linear_input(env_, dys, p == Precision::fp8 ? scratch : ar), ar);
+  s.dye_in = ar.alloc(s.dys.dtype, {s.xe.rows(), s.dys.cols()});
+  s.exchange = exchange(s.dys, s.send_rows, s.dye_in, s.recv_rows);
 }
 
 void Moe::experts_backward(int slot) {
   Saved& s = saved_.at(slot);
   BumpArena& ar = env_.acts.slot(slot);
+  BumpArena& scratch = env_.acts.scratch();
   const DType dt = env_.params.dtype();
   const int64_t rows = s.xe.rows();
+  ScratchScope scope(scratch);
   if (parallel()) {
     s.exchange->wait();
     s.exchange.reset();
-    const Tensor arrived = s.dye;  // source-major
-    s.dye = ar.alloc(dt, {rows, D_});
-    reorder(arrived, s.to_src, s.dye);
+    const bool packed = s.dye_in.dtype == DType::u8;
+    Tensor ordered = (packed ? scratch : ar).alloc(s.dye_in.dtype, {rows, s.dye_in.cols()});
+    reorder(s.dye_in, s.to_src, ordered);
+    s.dye = unpack_operand(env_, ordered, D_, ar);
   }
-  ScratchScope scope(env_.acts.scratch());
-  Tensor dg = env_.acts.scratch().alloc(dt, {rows, F_});
-  kernels::grouped_gemm(env_.ctx, s.dye, env_.params.param(w2_), false, s.local_offsets, dg);
+  Tensor dg = scratch.alloc(dt, {rows, F_});
+  experts_backward_input(env_, s.dye, env_.params.param(w2_), s.local_offsets, dg);
   s.dhe = ar.alloc(dt, {rows, 2 * F_});
   kernels::swiglu_backward(env_.ctx, dg, s.he, s.dhe);
-  s.dxe = ar.alloc(dt, {rows, D_});
-  kernels::grouped_gemm(env_.ctx, s.dhe, env_.params.param(w13_), false, s.local_offsets, s.dxe);
+  Tensor dxe = (env_.precision == Precision::fp32 ? ar : scratch).alloc(dt, {rows, D_});
+  experts_backward_input(env_, s.dhe, env_.params.param(w13_), s.local_offsets, dxe);
   if (!parallel()) {
-    s.dxs = s.dxe;
+    s.dxs = combine_rows(dxe, ar);
     return;
   }
   // The gradient of dispatch travels like a combine.
-  Tensor back = ar.alloc(dt, {rows, D_});
-  reorder(s.dxe, s.to_exp, back);
-  s.dxs = ar.alloc(dt, {s.xs.rows(), D_});
+  const Tensor rows_out = combine_rows(dxe, scratch);
+  Tensor back = ar.alloc(rows_out.dtype, {rows, D_});
+  reorder(rows_out, s.to_exp, back);
+  s.dxs = ar.alloc(rows_out.dtype, {s.ys.rows(), D_});
   s.exchange = exchange(back, s.recv_rows, s.dxs, s.send_rows);
 }
 
@@ -317,7 +374,8 @@ void Moe::dispatch_backward(int slot, const Tensor& dout, const Tensor& da) {
     s.exchange->wait();
     s.exchange.reset();
   }
-  kernels::moe_permute_backward(env_.ctx, s.dxs, s.pos, gate_.top_k, da);
+  ScratchScope scope(env_.acts.scratch());
+  kernels::moe_permute_backward(env_.ctx, widen(s.dxs), s.pos, gate_.top_k, da);
 }
 
 void Moe::gate_backward(int slot, const Tensor& da) {
@@ -334,16 +392,16 @@ void Moe::gate_backward(int slot, const Tensor& da) {
   }
   s.dlogits = env_.acts.slot(slot).alloc(dt, {N, E});
   kernels::gate_backward(env_.ctx, gate_, s.dweights, s.scores, s.idx, dscores, s.dlogits);
-  linear_backward_input(env_.ctx, s.dlogits, env_.params.param(w_gate_), da, /*accumulate=*/true);
+  kernels::gemm(env_.ctx, s.dlogits, false, env_.params.param(w_gate_), false, da, 1.0, 1.0);
 }
 
 void Moe::backward_weight(int slot) {
   Context& ctx = env_.ctx;
   Saved& s = saved_.at(slot);
   auto G = [&](int id) { return env_.params.grad(id); };
-  kernels::grouped_gemm_wgrad(ctx, s.dye, s.ge, s.local_offsets, G(w2_));
-  kernels::grouped_gemm_wgrad(ctx, s.dhe, s.xe, s.local_offsets, G(w13_));
-  linear_backward_weight(ctx, s.dlogits, s.a, G(w_gate_));
+  experts_backward_weight(env_, s.dye, s.ge, s.rows, G(w2_));
+  experts_backward_weight(env_, s.dhe, s.xe, s.rows, G(w13_));
+  kernels::gemm(ctx, s.dlogits, true, s.a, false, G(w_gate_), 1.0, 1.0);
   if (shared_) shared_->backward_weight(slot);
   double aux = s.aux_loss;
   s = Saved{};

@@ -17,6 +17,13 @@
 // start of the next (phases(): 3), so an executor can compute another micro-batch meanwhile;
 // the shared experts run while the combine (forward) or the dispatch gradient (backward) travels.
 //
+// Precision (core/layers/linear.hpp): the experts' GEMMs follow the policy; the gate stays FP32.
+// In fp8 the tokens are quantized (E4M3, 1x128 tiles) once, before the dispatch, and sent as
+// codes with their scales; the experts' first GEMM reads them as they arrive. The combine gradient
+// travels the same way (the down projection's data gradient reads it); expert outputs and the
+// dispatch gradient travel in BF16. bf16 sends BF16 both ways. Every conversion happens in every
+// layout, ep 1 included, so that expert parallelism computes on the same values as one process.
+//
 // The layer also counts expert loads (tokens per global expert, at the sending side) for the
 // aux-loss-free balancer and adds the configured balance loss (sequence-wise for aux_free,
 // batch-wise for aux_loss) to the gate.
@@ -29,6 +36,7 @@
 
 #include "core/config.hpp"
 #include "core/layers/layer.hpp"
+#include "core/layers/linear.hpp"
 #include "core/layers/mlp.hpp"
 #include "core/layers/residual.hpp"
 #include "kernels/moe_ops.hpp"
@@ -65,10 +73,19 @@ class Moe : public Sublayer {
 
  private:
   struct Saved {
-    Tensor a, scores, idx, weights, offsets, src, pos, xs, ys;
-    Tensor dys, dweights, dxs, dlogits;
+    Tensor a, scores, idx, weights, offsets, src, pos;
+    // a in the precision's form (keep_linear_input): the dispatch payload's rows and the shared
+    // experts' input, converted once.
+    LinearOperand qa;
+    // Rows on the wire: dispatched (xs: f32, bf16, or u8 FP8 codes packed with their scales),
+    // combined (ye expert side, ys source side: f32, or bf16 in low precision), and in backward
+    // the combine gradient (dys sent, dye_in received) and the dispatch gradient (dxs).
+    Tensor xs, ye, ys, dys, dye_in, dxs;
+    Tensor dweights, dlogits;
     // expert side (the same tensors as the source side without expert parallelism)
-    Tensor xe, he, ge, ye, dye, dhe, dxe, local_offsets;
+    LinearOperand xe, ge, dye;  // the experts' Linear operands
+    Tensor he, dhe, local_offsets;
+    ExpertRows rows;        // local_offsets, and per source rank its rows (FP8 weight gradient)
     Tensor to_src, to_exp;  // i32 row maps: expert-major row i <- source-major row to_src[i]
     std::vector<int64_t> send_rows, recv_rows;  // rows per ep rank
     std::vector<int64_t> send_hdr, recv_hdr;    // [ep][local experts] rows
@@ -88,6 +105,11 @@ class Moe : public Sublayer {
   bool parallel() const { return ep_size_ > 1; }
   // Rows (source-major `in` -> expert-major out, or back) through a row map.
   void reorder(const Tensor& in, const Tensor& map, const Tensor& out);
+  // Expert outputs and the dispatch gradient travel in BF16 in low precision (f32 otherwise),
+  // rounded before they leave in every layout: x (f32) as combine rows, in `arena` if converted.
+  Tensor combine_rows(const Tensor& x, BumpArena& arena);
+  // Combine rows as f32 for the combine kernels (a copy in scratch memory if they are bf16).
+  Tensor widen(const Tensor& rows);
   parallel::HandlePtr exchange(const Tensor& in, const std::vector<int64_t>& send,
                                const Tensor& out, const std::vector<int64_t>& recv);
 

@@ -72,17 +72,20 @@ void MtpModule::forward_phase(int phase, int slot, const Tensor& e, const Tensor
   s.h = h;
   s.rstd_e = ar.alloc(dt, {N});
   s.rstd_h = ar.alloc(dt, {N});
-  s.cat = ar.alloc(dt, {N, 2 * D_});
+  s.hp = ar.alloc(dt, {N, D_});
   {
     ScratchScope scope(env_.acts.scratch());
     Tensor en = env_.acts.scratch().alloc(dt, {N, D_});
     Tensor hn = env_.acts.scratch().alloc(dt, {N, D_});
     kernels::rmsnorm_forward(env_.ctx, e, env_.params.param(w_enorm_), eps_, en, s.rstd_e);
     kernels::rmsnorm_forward(env_.ctx, h, env_.params.param(w_hnorm_), eps_, hn, s.rstd_h);
-    concat(s.cat, en, hn, false);
+    // The concatenation only feeds the projection: in low precision its copy is what stays.
+    BumpArena& cat_arena = env_.precision == Precision::fp32 ? ar : env_.acts.scratch();
+    Tensor cat = cat_arena.alloc(dt, {N, 2 * D_});
+    concat(cat, en, hn, false);
+    s.cat = keep_linear_input(env_, cat, ar);
+    linear_forward(env_, s.cat, env_.params.param(w_eh_), s.hp);
   }
-  s.hp = ar.alloc(dt, {N, D_});
-  linear_forward(env_.ctx, s.cat, env_.params.param(w_eh_), s.hp);
   s.a1 = ar.alloc(dt, {N, D_});
   attn_->forward(slot, s.hp, s.a1);
   ffn_->forward_phase(0, slot, s.a1, out);
@@ -101,7 +104,7 @@ void MtpModule::backward_phase(int phase, int slot, const Tensor& dout, const Te
   s.dhp = ar.alloc(dt, {N, D_});
   attn_->backward_input(slot, da1, s.dhp);
   s.dcat = ar.alloc(dt, {N, 2 * D_});
-  linear_backward_input(env_.ctx, s.dhp, env_.params.param(w_eh_), s.dcat);
+  linear_backward_input(env_, s.dhp, env_.params.param(w_eh_), s.dcat);
   ScratchScope scope(env_.acts.scratch());
   Tensor den = env_.acts.scratch().alloc(dt, {N, D_});
   Tensor dhn = env_.acts.scratch().alloc(dt, {N, D_});
@@ -116,7 +119,7 @@ void MtpModule::backward_weight(int slot) {
   const int64_t N = s.e.rows();
   ffn_->backward_weight(slot);
   attn_->backward_weight(slot);
-  linear_backward_weight(env_.ctx, s.dhp, s.cat, env_.params.grad(w_eh_));
+  linear_backward_weight(env_, s.dhp, s.cat, env_.params.grad(w_eh_));
   ScratchScope scope(env_.acts.scratch());
   Tensor den = env_.acts.scratch().alloc(dt, {N, D_});
   Tensor dhn = env_.acts.scratch().alloc(dt, {N, D_});

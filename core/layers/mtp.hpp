@@ -11,6 +11,7 @@
 
 #include "core/config.hpp"
 #include "core/layers/layer.hpp"
+#include "core/layers/linear.hpp"
 
 namespace core {
 
@@ -34,7 +35,8 @@ class MtpModule {
 
  private:
   struct Saved {
-    Tensor e, h, rstd_e, rstd_h, cat, hp, a1, da1, dhp, dcat;
+    LinearOperand cat;  // the projection's input, kept in the precision's form
+    Tensor e, h, rstd_e, rstd_h, hp, a1, da1, dhp, dcat;
   };
   LayerEnv& env_;
   int64_t D_;

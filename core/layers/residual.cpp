@@ -19,12 +19,15 @@ void ResidualLayer::backward_input(int slot, const Tensor& dy, const Tensor& dx)
 
 void ResidualLayer::forward_phase(int phase, int slot, const Tensor& x, const Tensor& y) {
   Saved& s = slot_state(saved_, slot);
+  ScratchScope scope(scratch());
   if (phase == 0) {
     BumpArena& ar = slot_arena(slot);
     const int64_t N = x.rows(), D = x.cols();
     s.x = x;
     s.rstd = ar.alloc(dtype(), {N});
-    s.a = ar.alloc(dtype(), {N, D});
+    // A single-phase inside that keeps no view of `a` is done with it when this call returns.
+    const bool scratch_a = !inner_->keeps_input() && phases() == 1;
+    s.a = (scratch_a ? scratch() : ar).alloc(dtype(), {N, D});
     kernels::rmsnorm_forward(env_.ctx, x, P(w_norm_), eps_, s.a, s.rstd);
   }
   inner_->forward_phase(phase, slot, s.a, y);

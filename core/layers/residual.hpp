@@ -26,6 +26,10 @@ class Sublayer {
   virtual void backward_phase(int phase, int slot, const Tensor& dout, const Tensor& da) {
     backward_input(slot, dout, da);
   }
+  // Whether the inside reads its input `a` after the forward call that received it. If not (it
+  // keeps a BF16 or FP8 copy instead), the residual layer computes `a` in scratch memory, so that
+  // the low-precision copy is all that stays in the activation slot.
+  virtual bool keeps_input() const { return true; }
 };
 
 class ResidualLayer : public Layer {

@@ -49,6 +49,12 @@ void fp8_dequantize(const uint8_t* q, const float* scales, int64_t cols,
                     const std::vector<Fp8Panel>& panels, bool per_column, const float* table,
                     float* x, int threads);
 
+// ---- wire rows: codes [rows, cols] + scales [rows, scale_cols] <-> packed byte rows ---------
+void fp8_pack_rows(const uint8_t* codes, const float* scales, int64_t rows, int64_t cols,
+                   int64_t scale_cols, uint8_t* packed, int threads);
+void fp8_unpack_rows(const uint8_t* packed, int64_t rows, int64_t cols, int64_t scale_cols,
+                     uint8_t* codes, float* scales, int threads);
+
 // ---- block-scaled GEMM ---------------------------------------------------------------------
 // C[m, n] (=, or + beta C) sum over reduction blocks kb of 128 of (sa(i, kb) * sb(kb, j)) *
 // (A[i, kb-block] B[kb-block, j]) on decoded (exact) FP8 values, as fp8_ops.hpp describes.

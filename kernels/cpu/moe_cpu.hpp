@@ -8,6 +8,7 @@
 
 #include <omp.h>
 
+#include <cstddef>
 #include <cstdint>
 
 #include "kernels/moe_ops.hpp"
@@ -50,9 +51,9 @@ void balance_loss_backward(int64_t n, int64_t e, const T* scores, int top_k, int
 // ---- routing plan, permute, combine ----------------------------------------------------------
 void moe_plan(int64_t n, int top_k, const int32_t* expert_idx, int num_experts, int32_t* offsets,
               int32_t* src, int32_t* pos);
-template <class T>
-void moe_permute(int64_t rows, int64_t d, const T* x, const int32_t* src, int top_k, T* xs,
-                 int threads);
+// Rows of row_bytes bytes each, whatever they hold (floats, BF16, FP8 codes with their scales).
+void moe_permute(int64_t rows, int64_t row_bytes, const std::byte* x, const int32_t* src, int top_k,
+                 std::byte* xs, int threads);
 template <class T>
 void moe_permute_backward(int64_t n, int64_t d, const T* dxs, const int32_t* pos, int top_k, T* dx,
                           int threads);

@@ -29,12 +29,11 @@ void moe_plan(int64_t n, int top_k, const int32_t* expert_idx, int num_experts, 
   }
 }
 
-template <class T>
-void moe_permute(int64_t rows, int64_t d, const T* x, const int32_t* src, int top_k, T* xs,
-                 int threads) {
+void moe_permute(int64_t rows, int64_t row_bytes, const std::byte* x, const int32_t* src, int top_k,
+                 std::byte* xs, int threads) {
 #pragma omp parallel for schedule(static) num_threads(threads)
   for (int64_t r = 0; r < rows; ++r)
-    std::memcpy(xs + r * d, x + static_cast<int64_t>(src[r] / top_k) * d, sizeof(T) * d);
+    std::memcpy(xs + r * row_bytes, x + static_cast<int64_t>(src[r] / top_k) * row_bytes, row_bytes);
 }
 
 template <class T>
@@ -89,7 +88,6 @@ void moe_combine_backward(int64_t n, int top_k, int64_t d, const T* dy, const T*
 }
 
 #define FLOT_INSTANTIATE(T)                                                                     \
-  template void moe_permute<T>(int64_t, int64_t, const T*, const int32_t*, int, T*, int);        \
   template void moe_permute_backward<T>(int64_t, int64_t, const T*, const int32_t*, int, T*, int); \
   template void moe_combine<T>(int64_t, int, int64_t, const T*, const T*, const int32_t*, T*, int); \
   template void moe_combine_backward<T>(int64_t, int, int64_t, const T*, const T*, const T*,     \

@@ -2,6 +2,7 @@
 // empirical entropy) and of the loader's layout-independent mapping of steps to windows.
 #include <catch2/catch.hpp>
 
+#include <algorithm>
 #include <cmath>
 #include <cstdint>
 #include <map>
@@ -189,6 +190,7 @@ TEST_CASE("loader: every dp / micro-batch layout sees the same global batch", "[
 TEST_CASE("loader: inputs and shifted (MTP) targets come from the right windows", "[data]") {
   Config c = small_config();
   c.model.mtp.depth = 2;
+  c.train.eval_batches = 8;
   auto ds = make_dataset(c);
   const int dp = 2;
   for (int r = 0; r < dp; ++r) {
@@ -236,4 +238,32 @@ TEST_CASE("loader: batch sizes must divide over dp ranks and micro-batches", "[d
   c.train.micro_batch_size = 3;
   CHECK_THAT(error_of<ConfigError>([&] { Loader(*ds, c, 0, 2); }),
              Contains("4 sequences per rank") && Contains("train.micro_batch_size = 3"));
+}
+
+TEST_CASE("loader: the validation set is the same windows whatever the data-parallel size", "[data]") {
+  Config c = small_config();
+  c.train.eval_batches = 5;  // 10 windows: 3 micro-batches a rank at dp 2, the last half empty
+  auto ds = make_dataset(c);
+  auto counted = [&](int dp) {
+    std::vector<std::vector<int32_t>> windows;
+    for (int r = 0; r < dp; ++r) {
+      Loader loader(*ds, c, r, dp);
+      MicroBatch mb;
+      for (int i = 0; i < loader.val_batches(); ++i) {
+        loader.val_batch(i, mb);
+        for (int64_t b = 0; b < mb.batch; ++b) {
+          std::vector<int32_t> t(mb.targets[0].begin() + b * mb.seq_len,
+                                 mb.targets[0].begin() + (b + 1) * mb.seq_len);
+          if (t[0] >= 0) windows.push_back(t);  // ignored windows have every target -1
+          else CHECK(std::count(t.begin(), t.end(), -1) == mb.seq_len);
+        }
+      }
+    }
+    std::sort(windows.begin(), windows.end());
+    return windows;
+  };
+  const auto one = counted(1);
+  CHECK(one.size() == 10);
+  CHECK(counted(2) == one);
+  CHECK(counted(4) == one);
 }

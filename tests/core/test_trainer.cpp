@@ -3,37 +3,58 @@
 #include <catch2/catch.hpp>
 
 #include <cmath>
+#include <map>
+#include <string>
 
 #include "core/trainer.hpp"
 #include "layer_harness.hpp"
+#include "trainer_config.hpp"
 
 namespace {
 
-core::Config small_config() {
-  core::Config c;
-  c.model = testing::tiny_model();
-  c.model.vocab_size = 32;
-  c.model.init_std = 0.05;
-  c.train.seq_len = 8;
-  c.train.micro_batch_size = 2;
-  c.train.global_batch_size = 8;
-  c.train.steps = 4;
-  c.train.eval_every = 0;
-  c.optim.warmup_steps = 1;
-  c.data.synthetic.branching = 4;
-  return c;
-}
+core::Config small_config() { return testing::small_trainer_config(); }
 
 }  // namespace
 
 TEST_CASE("training is deterministic: the same config gives bitwise identical losses", "[trainer]") {
+  for (std::string precision : {"fp32", "bf16", "fp8"}) {
+    DYNAMIC_SECTION("precision " << precision) {
+      core::Config c = small_config();
+      c.train.precision = precision;
+      core::Context ctx;
+      core::Trainer a(c, ctx, "", false), b(c, ctx, "", false);
+      for (int s = 0; s < 3; ++s) {
+        auto ma = a.step(), mb = b.step();
+        CHECK(ma.loss == mb.loss);
+        CHECK(ma.grad_norm == mb.grad_norm);
+      }
+    }
+  }
+}
+
+TEST_CASE("bf16 and fp8 training start where fp32 does and learn as it does", "[trainer]") {
+  // Same seed and data. The first loss differs only by the GEMMs' rounding; later steps drift
+  // apart (AdamW amplifies tiny gradient differences in so small a model) but fall alike.
   core::Config c = small_config();
-  core::Context ctx;
-  core::Trainer a(c, ctx, "", false), b(c, ctx, "", false);
-  for (int s = 0; s < 3; ++s) {
-    auto ma = a.step(), mb = b.step();
-    CHECK(ma.loss == mb.loss);
-    CHECK(ma.grad_norm == mb.grad_norm);
+  c.model.hidden_size = 128;
+  c.train.steps = 6;
+  std::map<std::string, std::vector<double>> losses;
+  for (std::string precision : {"fp32", "bf16", "fp8"}) {
+    c.train.precision = precision;
+    core::Context ctx;
+    core::Trainer t(c, ctx, "", false);
+    for (int s = 0; s < c.train.steps; ++s) losses[precision].push_back(t.step().lm_loss);
+  }
+  const auto& ref = losses["fp32"];
+  for (std::string precision : {"fp32", "bf16", "fp8"}) {
+    const auto& l = losses[precision];
+    INFO(precision << ": first loss " << l.front() << " (fp32 " << ref.front() << "), last "
+                   << l.back() << " (fp32 " << ref.back() << ")");
+    CHECK(l.back() < l.front() - 0.3);
+    if (precision == "fp32") continue;
+    CHECK(l.front() != ref.front());  // the low-precision GEMMs do run
+    CHECK(std::fabs(l.front() - ref.front()) / ref.front() < (precision == "fp8" ? 3e-3 : 3e-4));
+    CHECK(std::fabs(l.back() - ref.back()) / ref.back() < 0.03);
   }
 }
 
@@ -115,7 +136,7 @@ TEST_CASE("bf16 optimizer moments train like fp32 moments, within bf16 rounding"
   CHECK(mb.lm_loss != ma.lm_loss);  // the moments really are stored in bf16
 }
 
-TEST_CASE("a non-finite gradient stops training before the update touches the weights", "[trainer]") {
+TEST_CASE("a non-finite gradient skips the step before the update touches the weights", "[trainer]") {
   core::Config c = small_config();
   core::Context ctx;
   core::Trainer t(c, ctx, "", false);
@@ -124,6 +145,6 @@ TEST_CASE("a non-finite gradient stops training before the update touches the we
   REQUIRE(head >= 0);
   ps.param(head).ptr<float>()[0] = std::nanf("");
   const float kept = ps.param(0).ptr<float>()[1];
-  CHECK_THROWS_WITH(t.step(), Catch::Contains("gradient norm is not finite"));
+  CHECK(t.step().skipped);  // run() stops after train.max_skipped_steps of these in a row
   CHECK(ps.param(0).ptr<float>()[1] == kept);  // no update was applied
 }

@@ -16,8 +16,8 @@ struct RunResult {
   std::string output;  // stdout and stderr together
 };
 
-inline RunResult run_flotilla(const std::string& args) {
-  std::string cmd = std::string(FLOTILLA_BINARY) + " " + args + " 2>&1";
+// Runs a shell command line, capturing stdout (redirect stderr into it in the command).
+inline RunResult run_shell(const std::string& cmd) {
   RunResult r;
   FILE* p = popen(cmd.c_str(), "r");
   if (!p) return r;
@@ -27,6 +27,21 @@ inline RunResult run_flotilla(const std::string& args) {
   int status = pclose(p);
   r.code = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
   return r;
+}
+
+inline RunResult run_flotilla(const std::string& args) {
+  return run_shell(std::string(FLOTILLA_BINARY) + " " + args + " 2>&1");
+}
+
+// The same under `mpirun -np ranks` (as root, oversubscribed, unbound: the test machine may have
+// fewer cores than ranks).
+inline std::string mpirun(int ranks) {
+  return "OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 OMP_NUM_THREADS=1 " +
+         std::string(FLOTILLA_MPIEXEC) + " -np " + std::to_string(ranks) +
+         " --oversubscribe --bind-to none " + FLOTILLA_BINARY;
+}
+inline RunResult run_mpi(int ranks, const std::string& args) {
+  return run_shell(mpirun(ranks) + " " + args + " 2>&1");
 }
 
 inline std::string read_text(const std::string& path) {

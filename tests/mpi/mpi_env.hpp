@@ -4,6 +4,7 @@
 
 #include <cstdint>
 
+#include "core/context.hpp"
 #include "parallel/communicator.hpp"
 #include "parallel/mpi_communicator.hpp"
 
@@ -16,6 +17,19 @@ inline int64_t sum_over(parallel::Communicator& comm, int64_t v) {
   double x = static_cast<double>(v);
   comm.all_reduce(core::Tensor::of(&x, {1}), parallel::ReduceOp::sum)->wait();
   return static_cast<int64_t>(x);
+}
+
+// A one-thread context on `world` (null: the trainer makes its own single-process world).
+inline core::Context context_on(parallel::Communicator* world) {
+  core::Context ctx;
+  ctx.threads = 1;
+  ctx.comm = world;
+  if (world) {
+    ctx.rank = world->rank();
+    ctx.world_size = world->size();
+  }
+  core::apply_threads(ctx);
+  return ctx;
 }
 
 }  // namespace testing

@@ -207,3 +207,26 @@ TEST_CASE("grid groups hold exactly the ranks the layout says", "[comm][grid]") 
     }
   }
 }
+
+TEST_CASE("reduce_scatter_v with uneven and empty blocks, and all_gather in place", "[comm]") {
+  Communicator& w = world();
+  const int n = w.size(), r = w.rank();
+  // block q has 3q + 5 elements, rank 1's none: blocks differ in size and one is empty
+  std::vector<int64_t> counts(n);
+  int64_t total = 0;
+  for (int q = 0; q < n; ++q) total += counts[q] = (q == 1 ? 0 : q * 3 + 5);
+  std::vector<float> in(total), out(counts[r]), want(counts[r]);
+  for (int64_t i = 0; i < total; ++i) in[i] = static_cast<float>(r * 7 + i);
+  int64_t first = 0;
+  for (int q = 0; q < r; ++q) first += counts[q];
+  for (int64_t j = 0; j < counts[r]; ++j) want[j] = static_cast<float>(7 * n * (n - 1) / 2 + n * (first + j));
+  w.reduce_scatter_v(core::Tensor::of(in.data(), {total}), core::Tensor::of(out.data(), {counts[r]}), counts)->wait();
+  // in place: this rank's block already sits at its place in the output
+  const int64_t len = 11;
+  std::vector<float> all(len * n, -1.f), all_want(len * n);
+  for (int64_t i = 0; i < len; ++i) all[r * len + i] = static_cast<float>(r * 100 + i);
+  for (int q = 0; q < n; ++q)
+    for (int64_t i = 0; i < len; ++i) all_want[q * len + i] = static_cast<float>(q * 100 + i);
+  w.all_gather(core::Tensor::of(all.data() + r * len, {len}), core::Tensor::of(all.data(), {len * n}))->wait();
+  CHECK(testing::sum_over(w, wrong(out, want) + wrong(all, all_want)) == 0);
+}

@@ -1,0 +1,89 @@
+#!/usr/bin/env bash
+# The distributed-training figures of docs/performance.md, measured in one run on one machine
+# (run it on an otherwise idle machine; every figure is the median of the timed steps):
+#   scaling  weak scaling of bench-cpu: 2 ranks x 1 thread against 1 rank x 1 thread, the same
+#            batch per rank (dp 2 ep 1, and dp 2 ep 2)
+#   link50   dp 2 ep 2 over an emulated 50 Gbit/s, 5 us link (DeepSeek-V3's InfiniBand class):
+#            all-to-all bytes, communication in flight and exposed, overlap off and on
+#   overlap  the link set so that one step's all-to-all takes about as long as its computation
+#            (DeepSeek-V3's 1:1): exposed communication and step time against a free link,
+#            overlap on and off, for pp 1 x ep 2 (2 ranks) and pp 2 x ep 2 (4 ranks)
+#   bubbles  measured bubble fraction of 1f1b, dualpipe and dualpipev (pp 2, 2 ranks) beside the
+#            simulator's prediction for the measured costs
+# Usage: launch/experiments/distributed.sh [scaling|link50|overlap|bubbles|all] [timed steps]
+set -euo pipefail
+root="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
+what="${1:-all}"
+steps="${2:-4}"
+bin="$root/build/flotilla"
+export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 OMP_NUM_THREADS=1
+run() {  # ranks, then flotilla bench arguments; prints the JSON line
+  local ranks="$1"
+  shift
+  if [ "$ranks" = 1 ]; then
+    "$bin" bench --steps "$steps" --warmup 1 "$@"
+  else
+    mpirun -np "$ranks" --oversubscribe --bind-to none "$bin" bench --steps "$steps" --warmup 1 "$@"
+  fi | grep '^{'
+}
+field() { echo "$1" | grep -o "\"$2\":[^,}]*" | cut -d: -f2 | tr -d '"'; }
+bench_cpu=(--config "$root/configs/bench-cpu.yaml" --set train.threads=1)
+
+if [ "$what" = scaling ] || [ "$what" = all ]; then
+  one=$(run 1 "${bench_cpu[@]}" --set train.global_batch_size=4)
+  two=$(run 2 "${bench_cpu[@]}" --set train.global_batch_size=8)
+  two_ep=$(run 2 "${bench_cpu[@]}" --set train.global_batch_size=8 --set parallel.ep=2)
+  t1=$(field "$one" tokens_per_s)
+  for j in "$two" "$two_ep"; do
+    awk -v a="$(field "$j" tokens_per_s)" -v b="$t1" -v l="$(field "$j" layout)" \
+      'BEGIN {printf "scaling: %s: %.1f tokens/s against 1 rank %.1f: efficiency %.1f%%\n", l, a, b, 100 * a / (2 * b)}'
+  done
+  echo "scaling: 1 rank: $one"
+  echo "scaling: dp 2: $two"
+  echo "scaling: dp 2 ep 2: $two_ep"
+fi
+
+# Four micro-batches per rank, so that the sequential schedule overlaps forward / backward pairs.
+pairs=("${bench_cpu[@]}" --set train.global_batch_size=32 --set parallel.ep=2)
+
+if [ "$what" = link50 ] || [ "$what" = all ]; then
+  for overlap in false true; do
+    j=$(run 2 "${pairs[@]}" --set parallel.link.bandwidth_gbps=50 --set parallel.link.latency_us=5 \
+        --set parallel.overlap=$overlap)
+    echo "link50: overlap $overlap: step $(field "$j" step_time_s) s, a2a $(field "$j" a2a_bytes) B/rank," \
+         "a2a in flight $(field "$j" a2a_s) s, a2a exposed $(field "$j" a2a_exposed_s) s," \
+         "all comm in flight $(field "$j" comm_s) s, exposed $(field "$j" exposed_comm_s) s"
+    echo "link50: $j"
+  done
+fi
+
+if [ "$what" = overlap ] || [ "$what" = all ]; then
+  for layout in "2 --set parallel.pp=1" "4 --set parallel.pp=2 --set parallel.schedule=dualpipev"; do
+    ranks=${layout%% *}
+    extra=(${layout#* })
+    free=$(run "$ranks" "${pairs[@]}" "${extra[@]}" --set train.global_batch_size=$((16 * ranks)))
+    step=$(field "$free" step_time_s)
+    bytes=$(field "$free" a2a_bytes)
+    # the bandwidth at which this rank's all-to-all bytes take one free step's time
+    gbps=$(awk -v b="$bytes" -v s="$step" 'BEGIN {printf "%.4f", b * 8 / s / 1e9}')
+    echo "overlap: $ranks ranks${extra[*]:+ ${extra[*]}}: free link step $step s, a2a $bytes B/rank -> link $gbps Gbit/s"
+    for overlap in false true; do
+      j=$(run "$ranks" "${pairs[@]}" "${extra[@]}" --set train.global_batch_size=$((16 * ranks)) \
+          --set parallel.link.bandwidth_gbps="$gbps" --set parallel.link.latency_us=5 --set parallel.overlap=$overlap)
+      awk -v s="$(field "$j" step_time_s)" -v f="$step" -v c="$(field "$j" a2a_s)" -v e="$(field "$j" a2a_exposed_s)" \
+          -v ac="$(field "$j" comm_s)" -v ae="$(field "$j" exposed_comm_s)" -v o="$overlap" -v r="$ranks" \
+          'BEGIN {printf "overlap: %s ranks, overlap %s: step %.3f s (%.2fx the free link), all-to-all in flight %.3f s, exposed %.3f s (%.0f%%); all communication in flight %.3f s, exposed %.3f s\n", r, o, s, s / f, c, e, 100 * e / c, ac, ae}'
+      echo "overlap: $j"
+    done
+  done
+fi
+
+if [ "$what" = bubbles ] || [ "$what" = all ]; then
+  for kind in 1f1b dualpipe dualpipev; do
+    j=$(run 2 "${bench_cpu[@]}" --set parallel.pp=2 --set parallel.schedule=$kind --set train.global_batch_size=32 \
+        --set model.num_layers=8)
+    echo "bubbles: $kind: measured bubble fraction $(field "$j" bubble_fraction), peak activations $(field "$j" peak_activations)"
+    echo "bubbles: $j"
+    "$bin" schedule --kind "$kind" --pp 2 --chunks 8 --simulate | grep -iE "rank|idle" | head -4
+  done
+fi

@@ -1,0 +1,110 @@
+// The binary under mpirun as a cluster scheduler runs it: a two-rank training with expert
+// parallelism, invalid layouts refused on every rank before any communication, and a rank that
+// stops responding or dies ending the whole job instead of hanging it.
+#include <catch2/catch.hpp>
+
+#include <fstream>
+#include <nlohmann/json.hpp>
+#include <sstream>
+
+#include "run_binary.hpp"
+
+using namespace testing;
+using Catch::Matchers::Contains;
+
+namespace {
+const std::string kQuick =
+    " --set train.steps=3 --set train.seq_len=32 --set train.eval_every=3 --set checkpoint.every=0 ";
+}
+
+TEST_CASE("mpirun -np 2 trains with data and expert parallelism; rank 0 alone prints and writes",
+          "[mpi]") {
+  std::string dir = temp_dir("mpi-train");
+  auto r = run_mpi(2, "train" + kQuick + "--set parallel.ep=2 --run-dir " + dir);
+  INFO(r.output);
+  REQUIRE(r.code == 0);
+  CHECK_THAT(r.output, Contains("pp 1 x dp 2 (ep 2)") && Contains("schedule sequential"));
+  // one progress line per step, from rank 0 only, as plain lines (no terminal rewriting)
+  size_t lines = 0;
+  for (size_t at = r.output.find("step 1/3"); at != std::string::npos; at = r.output.find("step 1/3", at + 1))
+    ++lines;
+  CHECK(lines == 1);
+  CHECK(r.output.find('\r') == std::string::npos);
+  std::istringstream in(read_text(dir + "/metrics.jsonl"));
+  std::string line;
+  int steps = 0;
+  while (std::getline(in, line)) {
+    auto j = nlohmann::json::parse(line);
+    ++steps;
+    CHECK(j.at("a2a_bytes").get<int64_t>() > 0);
+    CHECK(j.at("comm_s").get<double>() > 0);
+    CHECK(j.at("exposed_comm_s").get<double>() >= 0);
+  }
+  CHECK(steps == 3);
+}
+
+TEST_CASE("invalid layouts are refused on every rank before any communication, exit code 2",
+          "[mpi]") {
+  std::string dir = temp_dir("mpi-layout");
+  struct Case {
+    int ranks;
+    std::string set, message;
+  };
+  for (const Case& c : {Case{3, "--set parallel.pp=2", "world size 3 is not divisible by parallel.pp = 2"},
+                        Case{2, "--set parallel.ep=4", "parallel.ep = 4 does not divide dp = 2"},
+                        Case{3, "--set parallel.ep=3", "model.moe.num_experts = 8 is not divisible by parallel.ep = 3"},
+                        Case{3, "", "train.global_batch_size = 32 is not a multiple of train.micro_batch_size 4 x dp 3"}}) {
+    auto r = run_mpi(c.ranks, "train " + c.set + " --run-dir " + dir);
+    INFO(c.ranks << " ranks " << c.set << "\n" << r.output);
+    CHECK(r.code == 2);
+    CHECK_THAT(r.output, Contains(c.message));
+    CHECK_THAT(r.output, !Contains("step 1/"));
+    CHECK_THAT(r.output, !Contains("fatal"));
+  }
+}
+
+namespace {
+// Starts a long two-rank training, waits until it has taken two steps, sends `signal` to rank 1,
+// and reports how long mpirun took to end after that and with what code.
+RunResult fault(const std::string& name, const char* signal, int timeout_s) {
+  std::string dir = temp_dir(name);
+  std::ofstream(dir + "/fault.sh")
+      << "log=" << dir << "/log\n"
+      << mpirun(2) << " train --set train.steps=100000 --set train.seq_len=32"
+      << " --set train.eval_every=0 --set checkpoint.every=0 --set parallel.ep=2"
+      << " --set runtime.comm_timeout_s=" << timeout_s << " --run-dir " << dir << " > $log 2>&1 &\n"
+      << "mp=$!\n"
+      << "for i in $(seq 1 1200); do grep -q 'step 2/' $log && break; sleep 0.1; done\n"
+      << "for c in $(pgrep -P $mp); do\n"
+      << "  if tr '\\0' '\\n' < /proc/$c/environ | grep -qx OMPI_COMM_WORLD_RANK=1; then kill -"
+      << signal << " $c; fi\n"
+      << "done\n"
+      << "t0=$(date +%s%N); wait $mp; code=$?; t1=$(date +%s%N)\n"
+      << "cat $log\n"
+      << "echo \"mpirun ended with $code after $(( (t1 - t0) / 1000000 )) ms\"\n"
+      << "exit $code\n";
+  return run_shell("bash " + dir + "/fault.sh 2>&1");
+}
+
+double ended_after_s(const std::string& output) {
+  auto at = output.rfind("after ");
+  return at == std::string::npos ? 1e9 : std::stod(output.substr(at + 6)) / 1000.0;
+}
+}  // namespace
+
+TEST_CASE("a rank that stops responding ends the job within the timeout, with the message", "[mpi]") {
+  const int timeout_s = 5;
+  auto r = fault("mpi-sigstop", "STOP", timeout_s);
+  INFO(r.output);
+  CHECK(r.code != 0);
+  CHECK_THAT(r.output, Contains("no progress for 5 s (runtime.comm_timeout_s)"));
+  CHECK_THAT(r.output, Contains("rank 0"));
+  CHECK(ended_after_s(r.output) < timeout_s + 20);
+}
+
+TEST_CASE("a rank that dies ends the whole job, no hang", "[mpi]") {
+  auto r = fault("mpi-sigkill", "KILL", 60);
+  INFO(r.output);
+  CHECK(r.code != 0);
+  CHECK(ended_after_s(r.output) < 30);
+}
