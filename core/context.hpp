@@ -17,6 +17,7 @@ struct Context {
   parallel::Communicator* comm = nullptr;   // world communicator; single-process by default
   int rank = 0;
   int world_size = 1;
+  int local_size = 1;                       // processes on this node (they share its memory)
 };
 
 // Applies ctx.threads to OpenMP and Eigen (0 = leave as is). Called once at start-up and by tests.
