@@ -103,6 +103,7 @@ void visit_fields(F&& f, C&... c) {
   f("runtime.device", c.runtime.device...);
   f("runtime.comm_timeout_s", c.runtime.comm_timeout_s...);
   f("runtime.stop_grace_s", c.runtime.stop_grace_s...);
+  f("runtime.memory_limit_gb", c.runtime.memory_limit_gb...);
 }
 
 const std::vector<std::string>& leaf_keys() {

@@ -139,6 +139,7 @@ struct RuntimeConfig {
   std::string device = "cpu";  // cpu | cuda
   double comm_timeout_s = 300;
   double stop_grace_s = 120;  // after a first SIGINT/SIGTERM; 0 = no limit
+  double memory_limit_gb = 0;  // memory per node for the pre-flight plan; 0 = what the machine has
 };
 
 struct Config {

@@ -24,6 +24,7 @@ struct Context {
   parallel::Communicator* comm = nullptr;   // world communicator; single-process by default
   int rank = 0;
   int world_size = 1;
+  int local_size = 1;                       // processes on this node (they share its memory)
   Device device = Device::cpu;  // where this rank's tensors live
   CudaState* cuda = nullptr;    // set (with device = cuda) by a CudaRuntime
 };

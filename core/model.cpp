@@ -59,6 +59,13 @@ size_t Model::activation_bytes() const {
   return b;
 }
 
+size_t Model::exchange_bytes() const {
+  size_t b = 0;
+  for (const auto& s : stages_)
+    for (const Moe* m : s->moe_layers()) b += m->exchange_bytes();
+  return b;
+}
+
 int64_t Model::active_params() const {
   const ModelConfig& m = cfg_.model;
   const auto& a = m.attention;

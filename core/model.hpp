@@ -51,6 +51,7 @@ class Model {
   int64_t active_params() const;
   // Activation memory of every stage's slots.
   size_t activation_bytes() const;
+  size_t exchange_bytes() const;  // expert-parallel receive buffers
 
  private:
   Stage& only();

@@ -7,6 +7,7 @@
 #include <exception>
 
 #include "core/error.hpp"
+#include "core/memory_plan.hpp"
 #include "kernels/ops.hpp"
 #include "optim/clip.hpp"
 #include "optim/expert_bias.hpp"
@@ -41,6 +42,18 @@ int chunks_per_step(const Config& c, int dp) {
 }
 
 namespace {
+
+// A rank's stages in ascending order (mirrored DualPipe ranks then lay out identically), each
+// with the activation slots its chunk of the schedule needs.
+std::vector<PlannedStage> rank_stages(const parallel::Schedule& sched, const std::vector<StagePlan>& plans) {
+  const std::vector<int> chunk_slots = parallel::Executor::slots_needed(sched);
+  std::vector<PlannedStage> mine;
+  for (size_t c = 0; c < sched.places.size(); ++c)
+    mine.push_back({plans[sched.places[c].stage], chunk_slots[c]});
+  std::sort(mine.begin(), mine.end(),
+            [](const PlannedStage& a, const PlannedStage& b) { return a.plan.stage < b.plan.stage; });
+  return mine;
+}
 
 double seconds_since(std::chrono::steady_clock::time_point t) {
   return std::chrono::duration<double>(std::chrono::steady_clock::now() - t).count();
@@ -85,6 +98,8 @@ Trainer::Trainer(const Config& cfg, Context& ctx, const std::string& run_dir, bo
     sched_ = parallel::make_schedule(schedule_kind(cfg_), cfg_.parallel.pp,
                                      chunks_per_step(cfg_, shape.dp), me.pp_rank);
     plans_ = plan_stages(cfg_, sched_.num_stages);
+    memory_plan_ = plan_memory(cfg_, rank_stages(sched_, plans_), shape.dp, shape.ep, me.dp_rank);
+    check_memory_plan(cfg_, memory_plan_, ctx_.local_size, available_memory(cfg_.runtime.memory_limit_gb));
   } catch (const ConfigError&) {
     failure = std::current_exception();
   } catch (const DataError&) {
@@ -100,17 +115,11 @@ Trainer::Trainer(const Config& cfg, Context& ctx, const std::string& run_dir, bo
   const parallel::ScheduleKind kind = sched_.kind;
 
   grid_ = std::make_unique<parallel::Grid>(*world, cfg_.parallel.pp, cfg_.parallel.ep);
-  // This rank's stages in ascending order (mirrored DualPipe ranks then lay out identically).
-  const std::vector<int> chunk_slots = parallel::Executor::slots_needed(sched_);
-  std::vector<std::pair<int, int>> mine;  // (stage, slots)
-  for (size_t c = 0; c < sched_.places.size(); ++c)
-    mine.emplace_back(sched_.places[c].stage, chunk_slots[c]);
-  std::sort(mine.begin(), mine.end());
   std::vector<StagePlan> my_plans;
   std::vector<int> slots;
-  for (auto [stage, n] : mine) {
-    my_plans.push_back(plans_[stage]);
-    slots.push_back(n);
+  for (const PlannedStage& s : rank_stages(sched_, plans_)) {
+    my_plans.push_back(s.plan);
+    slots.push_back(s.slots);
   }
   const int edp = shape.dp / shape.ep;
   model_ = std::make_unique<Model>(cfg_, ctx_, DType::f32, my_plans, slots, &grid_->ep(),
@@ -164,6 +173,28 @@ Trainer::Trainer(const Config& cfg, Context& ctx, const std::string& run_dir, bo
 }
 
 Trainer::~Trainer() = default;
+
+std::vector<MemoryPlan> Trainer::memory_plans() const {
+  const parallel::GridShape shape = grid_->shape();
+  std::vector<MemoryPlan> out;  // at data-parallel rank 0 (the other shards differ by a few elements)
+  for (int r = 0; r < cfg_.parallel.pp; ++r) {
+    const parallel::Schedule s =
+        parallel::make_schedule(sched_.kind, cfg_.parallel.pp, sched_.chunks, r);
+    out.push_back(plan_memory(cfg_, rank_stages(s, plans_), shape.dp, shape.ep));
+  }
+  return out;
+}
+
+MemoryPlan Trainer::memory_used() {
+  MemoryPlan m;
+  m.params = static_cast<int64_t>(model_->params().bytes_params());
+  m.grads = m.params;
+  m.optimizer = static_cast<int64_t>(opt_->bytes());
+  m.activations = static_cast<int64_t>(model_->activation_bytes());
+  m.exchange = static_cast<int64_t>(model_->exchange_bytes());
+  m.param_elements = model_->params().numel_unpadded();
+  return m;
+}
 
 int64_t Trainer::tokens_per_step() const {
   return static_cast<int64_t>(cfg_.train.global_batch_size) * cfg_.train.seq_len;

@@ -23,6 +23,7 @@
 #include "core/config.hpp"
 #include "core/context.hpp"
 #include "core/data/dataset.hpp"
+#include "core/memory_plan.hpp"
 #include "core/metrics.hpp"
 #include "core/model.hpp"
 #include "optim/lr_schedule.hpp"
@@ -66,11 +67,18 @@ class Trainer {
   TrainResult run();
 
   Model& model() { return *model_; }
+  const Context& context() const { return ctx_; }
   const data::Dataset& dataset() const { return *dataset_; }
   parallel::Grid& grid() { return *grid_; }
   const parallel::Schedule& schedule() const { return sched_; }
   const std::vector<StagePlan>& stage_plans() const { return plans_; }
   const optim::ShardedAdamW& optimizer() const { return *opt_; }
+  // The pre-flight memory plan of this rank (checked against the node's memory before anything
+  // was allocated), and of each pipeline rank (index pp_rank; data-parallel peers plan alike).
+  const MemoryPlan& memory_plan() const { return memory_plan_; }
+  std::vector<MemoryPlan> memory_plans() const;
+  // What this rank holds now, measured: the same fields as the plan.
+  MemoryPlan memory_used();
   int64_t tokens_per_step() const;
   // ---- checkpoints and recovery (core/trainer_recovery.cpp, core/checkpoint/) ----
   // Where run() saves checkpoints: checkpoint.dir, else <run dir>/checkpoints; "" (no run
@@ -116,6 +124,7 @@ class Trainer {
   std::unique_ptr<parallel::Grid> grid_;
   parallel::Schedule sched_;
   std::vector<StagePlan> plans_;
+  MemoryPlan memory_plan_;
   std::unique_ptr<data::Dataset> dataset_;
   std::unique_ptr<data::Loader> loader_;
   std::unique_ptr<Model> model_;

@@ -120,6 +120,9 @@ int bench_body(const BenchArgs& args, const core::Config& cfg, Runtime& rt) {
   j["params_mb"] = trainer.model().params().bytes_params() / 1048576.0;
   j["optimizer_mb"] = trainer.optimizer().bytes() / 1048576.0;  // this rank's (a ZeRO-1 shard)
   j["activations_mb"] = trainer.model().activation_bytes() / 1048576.0;
+  // The pre-flight plan of this rank beside what it measured (docs/usage.md, "Memory").
+  j["memory_plan_mb"] = trainer.memory_plan().total() / 1048576.0;
+  j["memory_used_mb"] = trainer.memory_used().total() / 1048576.0;
   if (!a2a.empty()) j["a2a_bytes"] = median(a2a);
   if (!comm.empty()) j["comm_s"] = median(comm);
   if (!exposed.empty()) j["exposed_comm_s"] = median(exposed);

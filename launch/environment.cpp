@@ -77,6 +77,7 @@ std::unique_ptr<Runtime> start_runtime(const core::Config& cfg) {
   rt->ctx.comm = world;
   rt->ctx.rank = world->rank();
   rt->ctx.world_size = world->size();
+  rt->ctx.local_size = rt->env.local_size;
   rt->ctx.threads = resolve_threads(cfg.train.threads, rt->env);
   core::apply_threads(rt->ctx);
   return rt;

@@ -99,6 +99,31 @@ void write_run_report(const std::string& run_dir) {
   std::fflush(stdout);
 }
 
+
+// Before the first step: what each pipeline rank will hold (data-parallel peers hold the same),
+// and the memory the node offers.
+void print_memory_plan(const core::Config& cfg, core::Trainer& trainer) {
+  const std::vector<core::MemoryPlan> plans = trainer.memory_plans();
+  const bool shard = cfg.parallel.zero1 && trainer.grid().shape().dp > 1;
+  for (size_t r = 0; r < plans.size(); ++r)
+    fmt::print("memory plan{}: {}{}\n", plans.size() > 1 ? fmt::format(" (pp rank {})", r) : std::string(),
+               core::describe_memory(plans[r]), shard ? " (optimizer: a ZeRO-1 shard)" : "");
+  const int64_t avail = core::available_memory(cfg.runtime.memory_limit_gb);
+  if (avail > 0)
+    fmt::print("memory available: {:.2f} GiB on this node{} for {} rank(s) here\n", avail / 1073741824.0,
+               cfg.runtime.memory_limit_gb > 0 ? " (runtime.memory_limit_gb)" : "",
+               trainer.context().local_size);
+}
+
+// After the run: rank 0's measured memory beside its plan.
+void print_memory_used(core::Trainer& trainer) {
+  const core::MemoryPlan used = trainer.memory_used(), plan = trainer.memory_plan();
+  fmt::print("memory measured: {}; planned {:.1f} MiB ({:+.1f}%); peak resident {:.1f} MiB\n",
+             core::describe_memory(used), plan.total() / 1048576.0,
+             100.0 * (plan.total() - used.total()) / std::max<int64_t>(1, used.total()),
+             core::peak_resident_bytes() / 1048576.0);
+}
+
 }  // namespace
 
 int train_body(const TrainArgs& args, const core::Config& cfg, Runtime& rt);
@@ -186,10 +211,7 @@ int train_body(const TrainArgs& args, const core::Config& cfg, Runtime& rt) {
                "{:.1f} MFLOP per token (fwd+bwd)\n",
                ps.numel_unpadded() / 1e6, trainer.model().active_params() / 1e6,
                trainer.model().flops_per_token() / 1e6);
-    fmt::print("memory per rank: params {:.1f} MiB, grads {:.1f} MiB, optimizer {:.1f} MiB{}\n",
-               ps.bytes_params() / 1048576.0, ps.bytes_params() / 1048576.0,
-               trainer.optimizer().bytes() / 1048576.0,
-               cfg.parallel.zero1 && trainer.grid().shape().dp > 1 ? " (ZeRO-1 shard)" : "");
+    print_memory_plan(cfg, trainer);
   }
   std::fflush(stdout);
 
@@ -201,7 +223,7 @@ int train_body(const TrainArgs& args, const core::Config& cfg, Runtime& rt) {
     throw;
   }
   if (!lead) return r.interrupted ? kExitStopped : 0;
-  fmt::print("activations: {:.1f} MiB\n", trainer.model().activation_bytes() / 1048576.0);
+  print_memory_used(trainer);
   std::string summary = fmt::format("final: step {} | train loss {:.4f}", r.steps, r.final_loss);
   if (r.final_eval_loss >= 0) summary += fmt::format(" | eval loss {:.4f}", r.final_eval_loss);
   if (r.entropy_floor >= 0) {

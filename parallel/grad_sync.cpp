@@ -27,12 +27,12 @@ GradSync::GradSync(core::ParamStore& ps, Communicator& dp, Communicator& edp, bo
     const int64_t len = region.size() / n;
     shard_[g] = {region.begin + comm(g).rank() * len, region.begin + (comm(g).rank() + 1) * len};
     if (region.size() == 0) continue;
-    Bucket cur{g, region.begin, region.begin};
+    Bucket cur{g, region.begin, region.begin, 0, false, nullptr};
     for (int id : ids) {
       if (static_cast<int>(ps.spec(id).group) != g) continue;
       if (cur.end > cur.begin && cur.end - cur.begin >= bucket_elems) {
         buckets_.push_back(std::move(cur));
-        cur = Bucket{g, buckets_.back().end, buckets_.back().end};
+        cur = Bucket{g, buckets_.back().end, buckets_.back().end, 0, false, nullptr};
       }
       cur.end = ps.offset(id) + ps.param(id).numel();
       bucket_of_[id] = static_cast<int>(buckets_.size());

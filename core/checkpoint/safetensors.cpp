@@ -171,6 +171,8 @@ const char* st_dtype_of(DType t) {
       return "F8_E4M3";
     case DType::e5m2:
       return "F8_E5M2";
+    case DType::u8:
+      return "U8";
   }
   return "?";
 }

@@ -69,6 +69,12 @@ class Moe : public Sublayer {
   void clear_loads() { std::fill(loads_.begin(), loads_.end(), 0); }
   // The balance-loss value of this slot's forward (already multiplied by its weight), 0 if none.
   double balance_loss(int slot) const { return saved_.at(slot).aux_loss; }
+  // Bytes of the expert-parallel receive buffers (one per slot, kept at their high-water size).
+  size_t exchange_bytes() const {
+    size_t b = 0;
+    for (const GrowBuffer& g : recv_) b += g.capacity();
+    return b;
+  }
   int bias_id() const { return bias_; }
 
  private:

@@ -72,7 +72,7 @@ for cfg in sys.argv[2:]:
                        for a, b in zip(c[-tail:], curves["bf16"][-tail:])) / tail
         evals = [r["eval_loss"] for r in c if "eval_loss" in r]
         log = open(f"{out}/{cfg}-{p}.log").read()
-        act = re.search(r"activations: ([0-9.]+) MiB", log).group(1)
+        act = re.search(r"memory measured: .*activations ([0-9.]+) MiB", log).group(1)
         cpu = sum(float(v) for v in open(f"{out}/{cfg}-{p}.cpu").read().split()[:2]) / n
         ep2 = load(f"{cfg}-{p}-ep2")
         a2a = sorted(r.get("a2a_bytes", 0) for r in ep2)[len(ep2) // 2] / 1e6

@@ -171,7 +171,7 @@ TEST_CASE("a second signal, or the grace time running out, exits at once with 13
       dir;
   {
     Spawned p(std::string(FLOTILLA_BINARY) + " " + huge, dir + "/twice.log");
-    REQUIRE(p.wait_for("memory per rank", 120));
+    REQUIRE(p.wait_for("memory plan", 120));
     p.signal(SIGTERM);
     REQUIRE(p.wait_for("stop signal", 10));
     const auto t0 = std::chrono::steady_clock::now();
@@ -183,7 +183,7 @@ TEST_CASE("a second signal, or the grace time running out, exits at once with 13
   {
     Spawned p(std::string(FLOTILLA_BINARY) + " " + huge + " --set runtime.stop_grace_s=2",
               dir + "/grace.log");
-    REQUIRE(p.wait_for("memory per rank", 120));
+    REQUIRE(p.wait_for("memory plan", 120));
     const auto t0 = std::chrono::steady_clock::now();
     p.signal(SIGINT);
     CHECK(p.wait_exit(30) == 131);

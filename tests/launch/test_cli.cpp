@@ -55,6 +55,21 @@ TEST_CASE("settings this build cannot run yet are refused with the key and exit 
   CHECK_THAT(d.output, !Contains("train.precision"));  // fp8 runs on the CPU now
 }
 
+TEST_CASE("a run whose memory plan does not fit stops with exit code 2 and the keys to change", "[cli]") {
+  std::string dir = temp_dir("cli-memory");
+  auto r = run_flotilla("train --set runtime.memory_limit_gb=0.01 --set train.steps=2 --run-dir " + dir);
+  INFO(r.output);
+  CHECK(r.code == 2);
+  CHECK_THAT(r.output, Contains("memory plan does not fit") && Contains("train.micro_batch_size"));
+  CHECK_THAT(r.output, !Contains("step 1/"));
+  // a plan that fits is printed before the first step, and the measured memory after the run
+  auto ok = run_flotilla("train --set train.steps=1 --set train.eval_every=0 --set run.tensorboard=false --run-dir " + dir + "/ok");
+  INFO(ok.output);
+  CHECK(ok.code == 0);
+  CHECK_THAT(ok.output, Contains("memory plan: params") && Contains("memory available:") &&
+                            Contains("memory measured: params") && Contains("planned"));
+}
+
 TEST_CASE("a missing data file fails with a data error and exit code 2", "[cli]") {
   std::string dir = temp_dir("cli-data");
   auto r = run_flotilla("train --set data.kind=tokens --set data.path=" + dir +

@@ -70,6 +70,13 @@ Run train(const core::Config& c, parallel::Communicator* world, int params_step 
       collect(t, r);
     }
   }
+  // Every layout's pre-flight memory plan: parameters, gradients and optimizer state exactly,
+  // the whole within 30% of what the rank holds after its steps.
+  const core::MemoryPlan plan = t.memory_plan(), used = t.memory_used();
+  INFO("rank " << ctx.rank << " plan: " << core::describe_memory(plan) << "; used: " << core::describe_memory(used));
+  CHECK(plan.params == used.params);
+  CHECK(plan.optimizer == used.optimizer);
+  CHECK(static_cast<double>(plan.total()) == Approx(used.total()).epsilon(0.3));
   return r;
 }
 

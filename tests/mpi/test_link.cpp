@@ -1,7 +1,9 @@
 // The emulated link: a message of b bytes arrives latency + 8b / bandwidth after it was posted,
-// and messages leaving one rank share its bandwidth. Timed on two ranks within 20%.
+// and messages leaving one rank share its bandwidth. Timed on two ranks: never early, and the
+// fastest of four repetitions within 20%.
 #include <catch2/catch.hpp>
 
+#include <algorithm>
 #include <chrono>
 #include <thread>
 #include <vector>
@@ -29,24 +31,26 @@ TEST_CASE("link model arithmetic: latency, bandwidth and a shared outgoing queue
   CHECK(link.arrival(3.0, 0, 2) == Approx(3.0 + 30e-6));
 }
 
-TEST_CASE("a timed message over the emulated link takes the modeled time within 20%", "[link]") {
+TEST_CASE("a timed message over the emulated link is never early and, at best, within 20% of the model", "[link]") {
   // 1 Gbit/s and 2 ms: a 4 MiB message takes 33.6 ms + 2 ms; two 2 MiB messages posted together
-  // arrive at 18.8 ms and 35.6 ms.
+  // arrive at 18.8 ms and 35.6 ms. The emulation only delays, so every repetition must take at
+  // least the modeled time; a loaded machine can only make one later, so the fastest of several
+  // repetitions is held to 20%.
   auto w = testing::mpi().make_world("link", 1.0, 2000.0);
   if (w->size() < 2) return;
   const int64_t big = 4 << 20, half = 2 << 20;
   const double one = 2e-3 + big * 8 / 1e9, first = 2e-3 + half * 8 / 1e9, second = 2e-3 + 2 * half * 8 / 1e9;
+  const int reps = 4;
   std::vector<char> a(big, 1), b(big, 0);
-  for (int rep = 0; rep < 2; ++rep) {
+  std::vector<double> ts, t1s, t2s;
+  for (int rep = 0; rep < reps; ++rep) {
     w->barrier();
     if (w->rank() == 0) {
       w->send_recv({{Tensor(a.data(), core::DType::i32, {big / 4}), 1, 7}}, {})->wait();
     } else if (w->rank() == 1) {
       double t0 = now();
       w->send_recv({}, {{Tensor(b.data(), core::DType::i32, {big / 4}), 0, 7}})->wait();
-      double t = now() - t0;
-      INFO("4 MiB took " << t * 1e3 << " ms, modeled " << one * 1e3 << " ms");
-      CHECK(t == Approx(one).epsilon(0.2));
+      ts.push_back(now() - t0);
     }
     w->barrier();
     if (w->rank() == 0) {
@@ -63,13 +67,28 @@ TEST_CASE("a timed message over the emulated link takes the modeled time within 
         if (t2 < 0 && h2->done()) t2 = now() - t0;
         std::this_thread::sleep_for(std::chrono::microseconds(50));
       }
-      INFO("two 2 MiB messages arrived at " << t1 * 1e3 << " and " << t2 * 1e3 << " ms, modeled "
-                                            << first * 1e3 << " and " << second * 1e3);
-      CHECK(t1 == Approx(first).epsilon(0.2));
-      CHECK(t2 == Approx(second).epsilon(0.2));
+      t1s.push_back(t1);
+      t2s.push_back(t2);
       h1->wait();
       h2->wait();
     }
+  }
+  if (w->rank() == 1) {
+    for (int r = 0; r < reps; ++r) {
+      INFO("repetition " << r << ": 4 MiB took " << ts[r] * 1e3 << " ms (modeled " << one * 1e3
+                         << "); two 2 MiB arrived at " << t1s[r] * 1e3 << " and " << t2s[r] * 1e3
+                         << " ms (modeled " << first * 1e3 << " and " << second * 1e3 << ")");
+      CHECK(ts[r] >= 0.97 * one);
+      CHECK(t1s[r] >= 0.97 * first);
+      CHECK(t2s[r] >= 0.97 * second);
+    }
+    const double t = *std::min_element(ts.begin(), ts.end());
+    const double t1 = *std::min_element(t1s.begin(), t1s.end());
+    const double t2 = *std::min_element(t2s.begin(), t2s.end());
+    INFO("fastest: 4 MiB " << t * 1e3 << " ms, two 2 MiB at " << t1 * 1e3 << " and " << t2 * 1e3 << " ms");
+    CHECK(t == Approx(one).epsilon(0.2));
+    CHECK(t1 == Approx(first).epsilon(0.2));
+    CHECK(t2 == Approx(second).epsilon(0.2));
   }
   // the statistics saw the traffic and the waiting
   auto s = w->stats();
@@ -77,5 +96,5 @@ TEST_CASE("a timed message over the emulated link takes the modeled time within 
     CHECK(s.in_flight_s > 0.05);
     CHECK(s.total_wait_s() > 0.03);
   }
-  if (w->rank() == 0) CHECK(s.bytes_sent[static_cast<int>(parallel::Traffic::pipeline)] == 2 * 2 * big);
+  if (w->rank() == 0) CHECK(s.bytes_sent[static_cast<int>(parallel::Traffic::pipeline)] == reps * 2 * big);
 }
