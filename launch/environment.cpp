@@ -36,6 +36,7 @@ LaunchEnv read_launch_env() {
   e.rank = index({"OMPI_COMM_WORLD_RANK", "PMI_RANK", "SLURM_PROCID"});
   e.local_rank = index({"OMPI_COMM_WORLD_LOCAL_RANK", "MPI_LOCALRANKID", "SLURM_LOCALID"});
   if (const char* v = std::getenv("FLOTILLA_TEST_SAVE_PAUSE_S")) e.test_save_pause_s = std::atof(v);
+  if (const char* v = std::getenv("OMP_NUM_THREADS")) e.omp_threads = std::max(0, std::atoi(v));
   e.node_cores = std::max(1u, std::thread::hardware_concurrency());
   cpu_set_t set;
   if (sched_getaffinity(0, sizeof(set), &set) == 0)
@@ -47,6 +48,7 @@ LaunchEnv read_launch_env() {
 
 int resolve_threads(int configured, const LaunchEnv& env) {
   if (configured > 0) return configured;
+  if (env.omp_threads > 0) return env.omp_threads;
   // Bound by the launcher: its cores are this process's own.
   if (env.cores < env.node_cores) return env.cores;
   return std::max(1, env.cores / std::max(1, env.local_size));

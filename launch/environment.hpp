@@ -21,15 +21,17 @@ struct LaunchEnv {
   int local_size = 1;   // processes on this node
   int cores = 1;        // hardware threads this process may run on (its affinity mask)
   int node_cores = 1;   // hardware threads of the node
+  int omp_threads = 0;  // OMP_NUM_THREADS when set (its first level), else 0
   // Test hook, never set in normal use: FLOTILLA_TEST_SAVE_PAUSE_S makes every rank pause this
   // long inside each checkpoint save (tests kill a process in the middle of a real save).
   double test_save_pause_s = 0;
 };
 
 LaunchEnv read_launch_env();
-// train.threads = 0: a process bound to fewer cores than the node has (mpirun --bind-to,
-// srun --cpus-per-task) uses the cores of its binding; an unbound one gets an even share of the
-// node's cores among its local ranks.
+// train.threads = 0: OMP_NUM_THREADS when the environment sets it (the usual way to pin a job's
+// threads); else a process bound to fewer cores than the node has (mpirun --bind-to,
+// srun --cpus-per-task) uses the cores of its binding, and an unbound one gets an even share of
+// the node's cores among its local ranks.
 int resolve_threads(int configured, const LaunchEnv& env);
 
 // Everything a subcommand needs before it builds a trainer: the validated layout, the
