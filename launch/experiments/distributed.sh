@@ -10,7 +10,7 @@
 #            overlap on and off, for pp 1 x ep 2 (2 ranks) and pp 2 x ep 2 (4 ranks)
 #   bubbles  measured bubble fraction of 1f1b, dualpipe and dualpipev (pp 2, 2 ranks) beside the
 #            simulator's prediction for the measured costs
-# Usage: launch/experiments/distributed.sh [scaling|link50|overlap|bubbles|all] [timed steps]
+# Usage: [CONFIG=name] launch/experiments/distributed.sh [scaling|link50|overlap|bubbles|all] [timed steps]
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
 what="${1:-all}"
@@ -27,7 +27,8 @@ run() {  # ranks, then flotilla bench arguments; prints the JSON line
   fi | grep '^{'
 }
 field() { echo "$1" | grep -o "\"$2\":[^,}]*" | cut -d: -f2 | tr -d '"'; }
-bench_cpu=(--config "$root/configs/bench-cpu.yaml" --set train.threads=1)
+# CONFIG=tiny (or another configs/ name) measures a smaller model: every figure comes much faster.
+bench_cpu=(--config "$root/configs/${CONFIG:-bench-cpu}.yaml" --set train.threads=1)
 
 if [ "$what" = scaling ] || [ "$what" = all ]; then
   one=$(run 1 "${bench_cpu[@]}" --set train.global_batch_size=4)
