@@ -99,7 +99,8 @@ Trainer::Trainer(const Config& cfg, Context& ctx, const std::string& run_dir, bo
                                      chunks_per_step(cfg_, shape.dp), me.pp_rank);
     plans_ = plan_stages(cfg_, sched_.num_stages);
     memory_plan_ = plan_memory(cfg_, rank_stages(sched_, plans_), shape.dp, shape.ep, me.dp_rank);
-    check_memory_plan(cfg_, memory_plan_, ctx_.local_size, available_memory(cfg_.runtime.memory_limit_gb));
+    memory_available_ = available_memory(cfg_.runtime.memory_limit_gb);
+    check_memory_plan(cfg_, memory_plan_, ctx_.local_size, memory_available_);
   } catch (const ConfigError&) {
     failure = std::current_exception();
   } catch (const DataError&) {

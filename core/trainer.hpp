@@ -76,6 +76,8 @@ class Trainer {
   // The pre-flight memory plan of this rank (checked against the node's memory before anything
   // was allocated), and of each pipeline rank (index pp_rank; data-parallel peers plan alike).
   const MemoryPlan& memory_plan() const { return memory_plan_; }
+  // The node memory the plan was checked against (bytes; <= 0: unknown, not checked).
+  int64_t memory_available() const { return memory_available_; }
   std::vector<MemoryPlan> memory_plans() const;
   // What this rank holds now, measured: the same fields as the plan.
   MemoryPlan memory_used();
@@ -125,6 +127,7 @@ class Trainer {
   parallel::Schedule sched_;
   std::vector<StagePlan> plans_;
   MemoryPlan memory_plan_;
+  int64_t memory_available_ = 0;
   std::unique_ptr<data::Dataset> dataset_;
   std::unique_ptr<data::Loader> loader_;
   std::unique_ptr<Model> model_;

@@ -108,7 +108,7 @@ void print_memory_plan(const core::Config& cfg, core::Trainer& trainer) {
   for (size_t r = 0; r < plans.size(); ++r)
     fmt::print("memory plan{}: {}{}\n", plans.size() > 1 ? fmt::format(" (pp rank {})", r) : std::string(),
                core::describe_memory(plans[r]), shard ? " (optimizer: a ZeRO-1 shard)" : "");
-  const int64_t avail = core::available_memory(cfg.runtime.memory_limit_gb);
+  const int64_t avail = trainer.memory_available();  // what the plan was checked against
   if (avail > 0)
     fmt::print("memory available: {:.2f} GiB on this node{} for {} rank(s) here\n", avail / 1073741824.0,
                cfg.runtime.memory_limit_gb > 0 ? " (runtime.memory_limit_gb)" : "",
