@@ -92,6 +92,7 @@ void visit_fields(F&& f, C&... c) {
   f("parallel.bucket_mb", c.parallel.bucket_mb...);
   f("parallel.link.bandwidth_gbps", c.parallel.link.bandwidth_gbps...);
   f("parallel.link.latency_us", c.parallel.link.latency_us...);
+  f("parallel.link.traffic", c.parallel.link.traffic...);
   f("data.kind", c.data.kind...);
   f("data.path", c.data.path...);
   f("data.val_fraction", c.data.val_fraction...);

@@ -101,6 +101,7 @@ struct OptimConfig {
 struct LinkConfig {
   double bandwidth_gbps = 0;  // 0 = no emulation
   double latency_us = 0;
+  std::string traffic = "all";  // which Traffic takes the link: all, or e.g. expert_a2a
 };
 
 struct ParallelConfig {

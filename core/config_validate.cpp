@@ -12,6 +12,7 @@
 
 #include "core/config.hpp"
 #include "core/error.hpp"
+#include "parallel/link_model.hpp"
 
 namespace core {
 namespace {
@@ -221,6 +222,11 @@ void check_rest(Problems& p, const Config& c) {
                         fmt::join(par.pipeline_layers, ", ")));
   at_least(p, "parallel.link.bandwidth_gbps", par.link.bandwidth_gbps, 0.0, " (0 = no emulation)");
   at_least(p, "parallel.link.latency_us", par.link.latency_us, 0.0);
+  try {
+    parallel::LinkModel::parse_traffic(par.link.traffic);
+  } catch (const ConfigError& e) {
+    p.add({"parallel.link.traffic"}, e.what());
+  }
 
   const DataConfig& d = c.data;
   one_of(p, "data.kind", d.kind, {"synthetic", "text", "tokens"});

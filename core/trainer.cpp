@@ -95,8 +95,11 @@ Trainer::Trainer(const Config& cfg, Context& ctx, const std::string& run_dir, bo
     shape = parallel::grid_shape(world->size(), cfg_.parallel.pp, cfg_.parallel.ep);
     me = parallel::coords_of(shape, world->rank());
     loader_ = std::make_unique<data::Loader>(*dataset_, cfg_, me.dp_rank, shape.dp);
+    // Without a pipeline, expert parallelism with overlap pairs the step's ends too (one more
+    // micro-batch in flight buys cover for the first forward's and last backward's exchanges).
     sched_ = parallel::make_schedule(schedule_kind(cfg_), cfg_.parallel.pp,
-                                     chunks_per_step(cfg_, shape.dp), me.pp_rank);
+                                     chunks_per_step(cfg_, shape.dp), me.pp_rank,
+                                     cfg_.parallel.overlap && shape.ep > 1);
     plans_ = plan_stages(cfg_, sched_.num_stages);
     memory_plan_ = plan_memory(cfg_, rank_stages(sched_, plans_), shape.dp, shape.ep, me.dp_rank);
     memory_available_ = available_memory(cfg_.runtime.memory_limit_gb);
@@ -180,7 +183,7 @@ std::vector<MemoryPlan> Trainer::memory_plans() const {
   std::vector<MemoryPlan> out;  // at data-parallel rank 0 (the other shards differ by a few elements)
   for (int r = 0; r < cfg_.parallel.pp; ++r) {
     const parallel::Schedule s =
-        parallel::make_schedule(sched_.kind, cfg_.parallel.pp, sched_.chunks, r);
+        parallel::make_schedule(sched_.kind, cfg_.parallel.pp, sched_.chunks, r, sched_.pair_ends);
     out.push_back(plan_memory(cfg_, rank_stages(s, plans_), shape.dp, shape.ep));
   }
   return out;

@@ -70,7 +70,8 @@ std::unique_ptr<Runtime> start_runtime(const core::Config& cfg) {
   if (rt->env.world_size > 1) {
     rt->mpi = std::make_unique<parallel::MpiRuntime>(cfg.runtime.comm_timeout_s,
                                                      cfg.parallel.link.bandwidth_gbps,
-                                                     cfg.parallel.link.latency_us);
+                                                     cfg.parallel.link.latency_us,
+                                                     parallel::LinkModel::parse_traffic(cfg.parallel.link.traffic));
     world = &rt->mpi->world();
   } else {
     rt->single = parallel::make_single_process_communicator();

@@ -202,8 +202,9 @@ int train_body(const TrainArgs& args, const core::Config& cfg, Runtime& rt) {
   if (lead) {
     const auto& ps = trainer.model().params();
     const auto& sched = trainer.schedule();
-    fmt::print("layout: {} | schedule {} with {} micro-batches per step\n", trainer.grid().describe(),
-               parallel::schedule_kind_name(sched.kind), sched.chunks);
+    fmt::print("layout: {} | schedule {}{} with {} micro-batches per step\n", trainer.grid().describe(),
+               parallel::schedule_kind_name(sched.kind), sched.pair_ends ? " (ends paired)" : "",
+               sched.chunks);
     if (sched.num_stages > 1)
       fmt::print("stages: {}\n", core::describe_plans(cfg, trainer.stage_plans()));
     fmt::print("data: {}\n", trainer.dataset().describe());

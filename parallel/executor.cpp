@@ -53,6 +53,14 @@ std::vector<int> Executor::slots_needed(const Schedule& schedule) {
         take(a.chunk, a.micro);
         finish(a.chunk_b, a.micro_b);
         break;
+      case ActionKind::forward_pair:
+        take(a.chunk, a.micro);
+        take(a.chunk_b, a.micro_b);
+        break;
+      case ActionKind::backward_pair:
+        finish(a.chunk, a.micro);
+        finish(a.chunk_b, a.micro_b);
+        break;
       case ActionKind::backward:
         if (!a.zero_bubble) finish(a.chunk, a.micro);
         break;
@@ -222,44 +230,67 @@ void Executor::weight(int chunk, int micro) {
   release_if_idle(chunk, micro);
 }
 
-void Executor::forward_backward(const Action& a, const BatchFn& batch, const core::LossScales& scales,
-                                StepRun& r, bool record) {
-  forward(a.chunk, a.micro, batch, scales, r);
-  backward_begin(a.chunk_b, a.micro_b);
-  core::Stage& fs = *chunks_[a.chunk].stage;
-  core::Stage& bs = *chunks_[a.chunk_b].stage;
-  const int fslot = chunks_[a.chunk].slot_of[a.micro], bslot = chunks_[a.chunk_b].slot_of[a.micro_b];
-  const int fp = fs.forward_pieces(), bp = bs.backward_pieces();
+void Executor::run_pair(const Action& a, const BatchFn& batch, const core::LossScales& scales,
+                        StepRun& r, bool record) {
+  // The two halves: a forward and a backward (F&B), two forwards (F&F) or two backwards (B&B).
+  struct Half {
+    bool forward = true;
+    int chunk = 0, micro = 0;
+    core::Stage* stage = nullptr;
+    int slot = -1, pieces = 0;
+    std::string label;
+  };
+  Half h[2];
+  h[0].forward = a.kind != ActionKind::backward_pair;
+  h[1].forward = a.kind == ActionKind::forward_pair;
+  h[0].chunk = a.chunk, h[0].micro = a.micro;
+  h[1].chunk = a.chunk_b, h[1].micro = a.micro_b;
+  for (Half& x : h) {
+    if (x.forward)
+      forward(x.chunk, x.micro, batch, scales, r);
+    else
+      backward_begin(x.chunk, x.micro);
+    x.stage = chunks_[x.chunk].stage;
+    x.slot = chunks_[x.chunk].slot_of[x.micro];
+    x.pieces = x.forward ? x.stage->forward_pieces() : x.stage->backward_pieces();
+    x.label = fmt::format("{}{}.{}", x.forward ? 'F' : 'B', x.chunk, x.micro);
+  }
   double t = now_s();
-  auto tick = [&](double& into, const std::string& what, const char* cat) {
+  auto tick = [&](const Half& x, const std::string& what, const char* cat) {
     const double n = now_s();
-    into += n - t;
+    (x.forward ? r.forward_s : r.backward_s) += n - t;
     if (record) r.trace.push_back({what, cat, t, n, TraceLane::compute});
     t = n;
   };
-  const std::string F = fmt::format("F{}.{}", a.chunk, a.micro), B = fmt::format("B{}.{}", a.chunk_b, a.micro_b);
+  auto piece = [&](const Half& x, int i) {
+    if (x.forward)
+      x.stage->forward_piece(x.slot, i);
+    else
+      x.stage->backward_piece(x.slot, i);
+  };
   if (overlap_) {
     // Each piece ends with an exchange in flight; the other micro-batch's next piece runs
     // while it travels.
-    for (int i = 0; i < std::max(fp, bp); ++i) {
-      if (i < fp) {
-        fs.forward_piece(fslot, i);
-        tick(r.forward_s, fmt::format("{} piece {}", F, i), "forward");
-      }
-      if (i < bp) {
-        bs.backward_piece(bslot, i);
-        tick(r.backward_s, fmt::format("{} piece {}", B, i), "backward");
-      }
-    }
+    for (int i = 0; i < std::max(h[0].pieces, h[1].pieces); ++i)
+      for (const Half& x : h)
+        if (i < x.pieces) {
+          piece(x, i);
+          tick(x, fmt::format("{} piece {}", x.label, i), x.forward ? "forward" : "backward");
+        }
   } else {
-    for (int i = 0; i < fp; ++i) fs.forward_piece(fslot, i);
-    tick(r.forward_s, F, "forward");
-    for (int i = 0; i < bp; ++i) bs.backward_piece(bslot, i);
-    tick(r.backward_s, B, "backward");
+    for (const Half& x : h) {
+      for (int i = 0; i < x.pieces; ++i) piece(x, i);
+      tick(x, x.label, x.forward ? "forward" : "backward");
+    }
   }
-  finish_forward(a.chunk, a.micro, r);
-  backward_end(a.chunk_b, a.micro_b, /*zero_bubble=*/false);
-  tick(r.backward_s, fmt::format("W{}.{}", a.chunk_b, a.micro_b), "weight");
+  // Forwards finish first (their losses), then the backwards' weight passes in micro order.
+  for (const Half& x : h)
+    if (x.forward) finish_forward(x.chunk, x.micro, r);
+  for (const Half& x : h)
+    if (!x.forward) {
+      backward_end(x.chunk, x.micro, /*zero_bubble=*/false);
+      tick(x, fmt::format("W{}.{}", x.chunk, x.micro), "weight");
+    }
 }
 
 StepRun Executor::run(const BatchFn& batch, const core::LossScales& scales, bool record_trace) {
@@ -332,13 +363,16 @@ StepRun Executor::run(const BatchFn& batch, const core::LossScales& scales, bool
         break;
       }
       case ActionKind::forward_backward:
-        forward_backward(a, batch, scales, r, record_trace);
+      case ActionKind::forward_pair:
+      case ActionKind::backward_pair:
+        run_pair(a, batch, scales, r, record_trace);
         break;
     }
     const double end = now_s();
     if (compute) r.compute_s += end - start;
     if (record_trace && compute) {
-      static const char* cats[] = {"", "", "", "", "", "forward", "backward", "weight", "pair"};
+      static const char* cats[] = {"", "", "", "", "", "forward", "backward", "weight", "pair",
+                                   "pair", "pair"};
       const char* cat = a.kind == ActionKind::backward && a.zero_bubble ? "backward_input"
                                                                          : cats[static_cast<int>(a.kind)];
       r.trace.push_back({action_label(a), cat, start, end, TraceLane::compute});

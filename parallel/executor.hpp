@@ -5,10 +5,10 @@
 // as one batch on the pipeline communicator and waits (DualPipe's rule), forwards and backwards
 // run on the chunk's stage in an activation slot taken when the micro-batch first arrives and
 // returned after its weight pass (and after every message that reads it has left), input-only
-// backwards queue their weight pass in a FIFO that `weight` actions pop, and a forward/backward
-// pair interleaves the pieces of the two micro-batches (Stage pieces) so that each expert
-// exchange travels while the other micro-batch computes (parallel.overlap; off: forward, then
-// backward). DualPipeV's turn on the last rank is a local copy between the two chunks.
+// backwards queue their weight pass in a FIFO that `weight` actions pop, and a pair (F&B, or the
+// F&F / B&B of the sequential schedule's ends) interleaves the pieces of the two micro-batches
+// (Stage pieces) so that each expert exchange travels while the other micro-batch computes
+// (parallel.overlap; off: one half, then the other). DualPipeV's turn on the last rank is a local copy between the two chunks.
 //
 // Per action it records start and end times (compute, and the time spent waiting for
 // messages), for the Chrome trace and the bubble / exposed-communication figures.
@@ -65,8 +65,8 @@ class Executor {
   void release_if_idle(int chunk, int micro);
   void commit();
   void forward(int chunk, int micro, const BatchFn& batch, const core::LossScales& scales, StepRun& r);
-  void forward_backward(const Action& a, const BatchFn& batch, const core::LossScales& scales,
-                        StepRun& r, bool record);
+  void run_pair(const Action& a, const BatchFn& batch, const core::LossScales& scales, StepRun& r,
+                bool record);
   void backward_begin(int chunk, int micro);
   void backward_end(int chunk, int micro, bool zero_bubble);
   void weight(int chunk, int micro);

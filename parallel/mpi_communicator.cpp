@@ -273,7 +273,7 @@ class MpiCommunicator : public Communicator {
   double send_time(int64_t bytes, int extra_latency_steps, Traffic traffic) {
     engine_->count_bytes(traffic, bytes);
     if (bytes == 0 && extra_latency_steps < 0) return mpi::now_s();
-    return engine_->arrival(bytes, std::max(0, extra_latency_steps));
+    return engine_->arrival(bytes, std::max(0, extra_latency_steps), traffic);
   }
 
   // Receives are posted at once; each send at its own emulated arrival time, in order, so
@@ -326,7 +326,8 @@ struct MpiRuntime::Impl {
   double timeout_s = 0;
 };
 
-MpiRuntime::MpiRuntime(double comm_timeout_s, double bandwidth_gbps, double latency_us)
+MpiRuntime::MpiRuntime(double comm_timeout_s, double bandwidth_gbps, double latency_us,
+                       unsigned link_traffic)
     : impl_(std::make_unique<Impl>()) {
   int provided = 0;
   FLOT_MPI(MPI_Init_thread(nullptr, nullptr, MPI_THREAD_MULTIPLE, &provided));
@@ -341,7 +342,7 @@ MpiRuntime::MpiRuntime(double comm_timeout_s, double bandwidth_gbps, double late
                             provided, MPI_THREAD_MULTIPLE));
   impl_->timeout_s = comm_timeout_s;
   impl_->engine = std::make_shared<Engine>(impl_->rank, comm_timeout_s,
-                                           LinkModel(bandwidth_gbps, latency_us));
+                                           LinkModel(bandwidth_gbps, latency_us, link_traffic));
   impl_->world = std::make_unique<MpiCommunicator>(impl_->engine, MPI_COMM_WORLD, "world");
 }
 

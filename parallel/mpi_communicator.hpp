@@ -12,6 +12,7 @@
 
 #include "core/config.hpp"
 #include "parallel/communicator.hpp"
+#include "parallel/link_model.hpp"
 
 namespace parallel {
 
@@ -20,8 +21,10 @@ bool mpi_active();
 
 class MpiRuntime {
  public:
-  // Initializes MPI. comm_timeout_s and the link come from the validated config.
-  MpiRuntime(double comm_timeout_s, double bandwidth_gbps, double latency_us);
+  // Initializes MPI. comm_timeout_s and the link come from the validated config; link_traffic:
+  // LinkModel::parse_traffic of parallel.link.traffic.
+  MpiRuntime(double comm_timeout_s, double bandwidth_gbps, double latency_us,
+             unsigned link_traffic = LinkModel::kAllTraffic);
   ~MpiRuntime();
   MpiRuntime(const MpiRuntime&) = delete;
   MpiRuntime& operator=(const MpiRuntime&) = delete;

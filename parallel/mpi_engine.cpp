@@ -94,9 +94,9 @@ HandlePtr Engine::submit(std::shared_ptr<Op> op) {
   return std::make_unique<OpHandle>(*this, std::move(op));
 }
 
-double Engine::arrival(int64_t bytes, int extra_latency_steps) {
+double Engine::arrival(int64_t bytes, int extra_latency_steps, Traffic traffic) {
   std::lock_guard<std::mutex> lk(mu_);
-  return link_.arrival(now_s(), bytes, extra_latency_steps);
+  return link_.arrival(now_s(), bytes, extra_latency_steps, traffic);
 }
 
 void Engine::count_bytes(Traffic t, int64_t bytes) {

@@ -73,7 +73,7 @@ class Engine {
   // Blocks until op completes; after the timeout, ends the job naming the operation.
   void wait(Op& op);
   // The emulated arrival time of a message of `bytes` leaving now (see LinkModel).
-  double arrival(int64_t bytes, int extra_latency_steps = 0);
+  double arrival(int64_t bytes, int extra_latency_steps, Traffic traffic);
   bool link_enabled() const { return link_.enabled(); }
   void count_bytes(Traffic t, int64_t bytes);
   CommStats stats() const;

@@ -157,6 +157,16 @@ class Builder {
     send_forward(c0);
     send_backward(c1);
   }
+  // commit (F&F) or (B&B): the chunk's next two forwards or backwards, overlapped (no messages:
+  // used without a pipeline only)
+  void same_pair_chunk(int c, bool forward) {
+    commit();
+    std::vector<int>& next = forward ? f_ : b_;
+    Action a{forward ? ActionKind::forward_pair : ActionKind::backward_pair, c, next[c]++};
+    a.chunk_b = c;
+    a.micro_b = next[c]++;
+    push(a);
+  }
   // commit W (the oldest deferred weight pass)
   void weight_chunk() {
     FLOT_CHECK(!deferred_.empty(), "weight pass with an empty queue on rank {}", s_.rank);
@@ -266,20 +276,29 @@ void emit_one_f_one_b(Builder& b, int pp, int chunks, int rank) {
 }
 
 // pp = 1: F0, then (F m+1 & B m) pairs, then the last B; the pair lets expert-parallel
-// all-to-all of one micro-batch hide behind the other's compute.
-void emit_sequential(Builder& b, int chunks) {
-  b.forward_chunk(0);
-  for (int m = 0; m + 1 < chunks; ++m) b.forward_backward_chunk(0, 0);
-  b.backward_chunk(0);
+// all-to-all of one micro-batch hide behind the other's compute. With pair_ends the lone first
+// forward and last backward become (F0&F1) and (B c-2 & B c-1).
+void emit_sequential(Builder& b, int chunks, bool pair_ends) {
+  const bool ends = pair_ends && chunks >= 2;
+  if (ends)
+    b.same_pair_chunk(0, /*forward=*/true);
+  else
+    b.forward_chunk(0);
+  for (int m = ends ? 2 : 1; m < chunks; ++m) b.forward_backward_chunk(0, 0);
+  if (ends)
+    b.same_pair_chunk(0, /*forward=*/false);
+  else
+    b.backward_chunk(0);
   b.finish();
 }
 
 }  // namespace
 
-Schedule make_schedule(ScheduleKind kind, int pp, int chunks, int rank) {
+Schedule make_schedule(ScheduleKind kind, int pp, int chunks, int rank, bool pair_ends) {
   check_preconditions(kind, pp, chunks, rank);
   Schedule s;
   s.kind = kind;
+  s.pair_ends = pair_ends && kind == ScheduleKind::sequential;
   s.pp = pp;
   s.chunks = chunks;
   s.rank = rank;
@@ -288,7 +307,7 @@ Schedule make_schedule(ScheduleKind kind, int pp, int chunks, int rank) {
   Builder b(s);
   switch (kind) {
     case ScheduleKind::sequential:
-      emit_sequential(b, chunks);
+      emit_sequential(b, chunks, s.pair_ends);
       break;
     case ScheduleKind::one_f_one_b:
       emit_one_f_one_b(b, pp, chunks, rank);
@@ -307,9 +326,9 @@ Schedule make_schedule(ScheduleKind kind, int pp, int chunks, int rank) {
   return s;
 }
 
-std::vector<Schedule> make_schedules(ScheduleKind kind, int pp, int chunks) {
+std::vector<Schedule> make_schedules(ScheduleKind kind, int pp, int chunks, bool pair_ends) {
   std::vector<Schedule> all;
-  for (int r = 0; r < pp; ++r) all.push_back(make_schedule(kind, pp, chunks, r));
+  for (int r = 0; r < pp; ++r) all.push_back(make_schedule(kind, pp, chunks, r, pair_ends));
   return all;
 }
 

@@ -4,7 +4,8 @@
 //
 // Invariants of every list make_schedule returns:
 // - Each (chunk, micro) has exactly one forward and one backward (a B, an I, or the B half of a
-//   forward_backward pair); forwards and backwards of a chunk run in micro order 0, 1, 2, ...
+//   forward_backward pair, or one half of a forward_pair / backward_pair); forwards and
+//   backwards of a chunk run in micro order 0, 1, 2, ...
 // - Every zero-bubble backward (I) has exactly one later `weight` action; weights run in the
 //   order of their I's (FIFO), and each weight action names the (chunk, micro) it pops.
 // - Communication mirrors DeepSeek's reference DualPipe/DualPipeV exactly: recv/send actions are
@@ -55,21 +56,25 @@ enum class ActionKind : uint8_t {
   backward,         // compute: backward of (chunk, micro); zero_bubble -> input gradient only
                     // (printed I), its weight pass is queued (FIFO)
   weight,           // compute: the deferred weight pass popped from the FIFO = (chunk, micro)
-  forward_backward  // compute: forward of (chunk, micro) and full backward of (chunk_b, micro_b)
+  forward_backward,  // compute: forward of (chunk, micro) and full backward of (chunk_b, micro_b)
+  forward_pair,      // compute: forwards of (chunk, micro) and (chunk_b, micro_b), overlapped
+  backward_pair      // compute: full backwards of (chunk, micro) and (chunk_b, micro_b), overlapped
 };
 
 struct Action {
   ActionKind kind = ActionKind::commit;
   int chunk = 0, micro = 0;
-  int chunk_b = 0, micro_b = 0;  // forward_backward only
+  int chunk_b = 0, micro_b = 0;  // the second half of a pair (forward_backward, *_pair)
   bool zero_bubble = false;      // backward only
   bool is_compute() const { return kind >= ActionKind::forward; }
+  bool is_pair() const { return kind >= ActionKind::forward_backward; }
   bool is_comm() const { return kind <= ActionKind::send_backward; }
 };
 
 struct Schedule {
   ScheduleKind kind = ScheduleKind::sequential;
   int pp = 1, chunks = 0, rank = 0;
+  bool pair_ends = false;          // see make_schedule
   int num_stages = 1;              // pp, or 2*pp for dualpipev
   std::vector<ChunkPlace> places;  // by local chunk id: 1 (sequential, 1f1b) or 2 (dualpipe, v)
   std::vector<Action> actions;     // execution order, communication included
@@ -83,14 +88,20 @@ struct Schedule {
 // Chunk ids: dualpipe chunk d = direction d (rank r: chunk 0 = stage r, chunk 1 = stage pp-1-r);
 // dualpipev chunk 0 = stage r, chunk 1 = stage 2*pp-1-r; sequential and 1f1b: chunk 0 = stage r.
 // Micro ids count per chunk from 0 to micro_per_chunk()-1.
-Schedule make_schedule(ScheduleKind kind, int pp, int chunks, int rank);
+//
+// pair_ends (sequential only, ignored otherwise): the first two forwards and the last two
+// backwards run as overlapped pairs too, `(F0.0&F0.1) (F0.2&B0.0) ... (B0.2&B0.3)`, so that
+// under expert parallelism no micro-batch's all-to-all is left without another micro-batch's
+// compute to hide behind, at the price of one more micro-batch's activations in flight.
+Schedule make_schedule(ScheduleKind kind, int pp, int chunks, int rank, bool pair_ends = false);
 // make_schedule for every rank 0 .. pp-1.
-std::vector<Schedule> make_schedules(ScheduleKind kind, int pp, int chunks);
+std::vector<Schedule> make_schedules(ScheduleKind kind, int pp, int chunks, bool pair_ends = false);
 
-// The compute ops only, in the notation of docs/pipeline.md: `r0: F0.0 I1.0 W1.0 (F0.3&B1.1)`;
+// The compute ops only, in the notation of docs/pipeline.md: `r0: F0.0 I1.0 W1.0 (F0.3&B1.1)`
+// (and `(F0.0&F0.1)`, `(B0.2&B0.3)` for the pairs of pair_ends);
 // with_comm adds the communication actions in their places (`recv_forward(0.1) commit F0.1`).
 std::string format_schedule(const Schedule& s, bool with_comm = false);
-// One action as printed: "F0.3", "B1.1", "I0.2", "W0.2", "(F0.3&B1.1)", and for communication
+// One action as printed: "F0.3", "B1.1", "I0.2", "W0.2", "(F0.3&B1.1)", "(F0.0&F0.1)", and for communication
 // "recv_forward(0.3)", "send_backward(1.2)" (chunk.micro of the message), "commit".
 std::string action_label(const Action& a);
 

@@ -21,6 +21,10 @@ double CostModel::of(const Action& a) const {
       return W;
     case ActionKind::forward_backward:
       return FB;
+    case ActionKind::forward_pair:
+      return 2 * F;
+    case ActionKind::backward_pair:
+      return 2 * B;
     default:
       return 0;
   }
@@ -284,6 +288,13 @@ class Simulator {
         run_pass(r, a.chunk, a.micro, /*grad=*/false);
         run_pass(r, a.chunk_b, a.micro_b, /*grad=*/true);
         break;
+      case ActionKind::forward_pair:
+      case ActionKind::backward_pair: {
+        const bool grad = a.kind == ActionKind::backward_pair;
+        run_pass(r, a.chunk, a.micro, grad);
+        run_pass(r, a.chunk_b, a.micro_b, grad);
+        break;
+      }
       default:
         break;
     }

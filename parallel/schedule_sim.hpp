@@ -25,7 +25,8 @@
 namespace parallel {
 
 // Seconds per compute op and per message. I is the input-only backward, W the deferred weight
-// pass, FB an overlapped forward/backward pair.
+// pass, FB an overlapped forward/backward pair (two overlapped forwards cost 2F, two backwards
+// 2B).
 struct CostModel {
   double F = 1, B = 2, I = 1, W = 1, FB = 3;
   double p2p = 0;  // seconds per message, 0 = free

@@ -30,7 +30,7 @@ const char* category(const SimEvent& e) {
     case 'W':
       return "weight";
     case '(':
-      return "forward_backward";
+      return "pair";
     default:
       return "other";
   }

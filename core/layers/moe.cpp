@@ -87,11 +87,18 @@ void Moe::backward_phase(int phase, int slot, const Tensor& dout, const Tensor& 
       combine_backward(slot, dout);
       return;
     case 1:
+      // The shared experts' and the gate's backward need nothing from the exchanges: they run
+      // while the combine gradient travels, the exchange whose cover in an overlapped pair is
+      // otherwise only the other micro-batch's expert forward.
+      if (shared_)
+        shared_->backward_input(slot, dout, da, /*accumulate=*/false);
+      else
+        kernels::fill(da, 0.0);
+      gate_backward(slot, da);
       experts_backward(slot);
       return;
     default:
-      dispatch_backward(slot, dout, da);
-      gate_backward(slot, da);
+      dispatch_backward(slot, da);
   }
 }
 
@@ -363,13 +370,8 @@ void Moe::experts_backward(int slot) {
   s.exchange = exchange(back, s.recv_rows, s.dxs, s.send_rows);
 }
 
-void Moe::dispatch_backward(int slot, const Tensor& dout, const Tensor& da) {
+void Moe::dispatch_backward(int slot, const Tensor& da) {
   Saved& s = saved_.at(slot);
-  // The shared experts' backward runs while the dispatch gradient travels.
-  if (shared_)
-    shared_->backward_input(slot, dout, da, /*accumulate=*/false);
-  else
-    kernels::fill(da, 0.0);
   if (s.exchange) {
     s.exchange->wait();
     s.exchange.reset();

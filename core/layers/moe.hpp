@@ -15,7 +15,8 @@
 // of combine travels like a dispatch and the gradient of dispatch like a combine, with the
 // counts already known. Each exchange starts at the end of one phase and is waited for at the
 // start of the next (phases(): 3), so an executor can compute another micro-batch meanwhile;
-// the shared experts run while the combine (forward) or the dispatch gradient (backward) travels.
+// the shared experts run while the combine (forward) or the combine gradient (backward, with the
+// gate's backward) travels.
 //
 // Precision (core/layers/linear.hpp): the experts' GEMMs follow the policy; the gate stays FP32.
 // In fp8 the tokens are quantized (E4M3, 1x128 tiles) once, before the dispatch, and sent as
@@ -54,8 +55,8 @@ class Moe : public Sublayer {
   void backward_weight(int slot) override;
   // Phase 0: gate, permute, dispatch start; 1: dispatch wait, experts, combine start; 2: shared
   // experts, combine wait, weighted un-permute. Backward: 0: combine gradient, its dispatch start;
-  // 1: wait, experts backward, return start; 2: shared experts backward, wait, un-permute
-  // backward, gate backward.
+  // 1: shared experts and gate backward, wait, experts backward, return start; 2: wait,
+  // un-permute backward.
   int phases() const override { return 3; }
   void forward_phase(int phase, int slot, const Tensor& a, const Tensor& out) override;
   void backward_phase(int phase, int slot, const Tensor& dout, const Tensor& da) override;
@@ -106,7 +107,7 @@ class Moe : public Sublayer {
   void combine_finish(int slot, const Tensor& out);
   void combine_backward(int slot, const Tensor& dout);
   void experts_backward(int slot);
-  void dispatch_backward(int slot, const Tensor& dout, const Tensor& da);
+  void dispatch_backward(int slot, const Tensor& da);
   void gate_backward(int slot, const Tensor& da);
   bool parallel() const { return ep_size_ > 1; }
   // Rows (source-major `in` -> expert-major out, or back) through a row map.

@@ -7,10 +7,15 @@
 #            all-to-all bytes, communication in flight and exposed, overlap off and on
 #   overlap  the link set so that one step's all-to-all takes about as long as its computation
 #            (DeepSeek-V3's 1:1): exposed communication and step time against a free link,
-#            overlap on and off, for pp 1 x ep 2 (2 ranks) and pp 2 x ep 2 (4 ranks)
+#            overlap on and off, for pp 1 x ep 2 (2 ranks) and pp 2 x ep 2 (4 ranks). Only the
+#            all-to-all takes the emulated link (LINK_TRAFFIC=expert_a2a; LINK_TRAFFIC=all slows
+#            the data-parallel reduction and the pipeline's messages too)
 #   bubbles  measured bubble fraction of 1f1b, dualpipe and dualpipev (pp 2, 2 ranks) beside the
 #            simulator's prediction for the measured costs
-# Usage: [CONFIG=name] launch/experiments/distributed.sh [scaling|link50|overlap|bubbles|all] [timed steps]
+# Usage: [CONFIG=name] [MICRO=n] [LINK_TRAFFIC=t] launch/experiments/distributed.sh
+#          [scaling|link50|overlap|bubbles|all] [timed steps]
+# MICRO sets train.micro_batch_size for link50 and overlap (default 4), keeping 4 micro-batches
+# per data-parallel rank; MICRO=1 measures the same shapes four times faster.
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
 what="${1:-all}"
@@ -45,7 +50,9 @@ if [ "$what" = scaling ] || [ "$what" = all ]; then
 fi
 
 # Four micro-batches per rank, so that the sequential schedule overlaps forward / backward pairs.
-pairs=("${bench_cpu[@]}" --set train.global_batch_size=32 --set parallel.ep=2)
+micro="${MICRO:-4}"
+pairs=("${bench_cpu[@]}" --set train.micro_batch_size="$micro" --set train.global_batch_size=$((8 * micro))
+       --set parallel.ep=2)
 
 if [ "$what" = link50 ] || [ "$what" = all ]; then
   for overlap in false true; do
@@ -62,15 +69,16 @@ if [ "$what" = overlap ] || [ "$what" = all ]; then
   for layout in "2 --set parallel.pp=1" "4 --set parallel.pp=2 --set parallel.schedule=dualpipev"; do
     ranks=${layout%% *}
     extra=(${layout#* })
-    free=$(run "$ranks" "${pairs[@]}" "${extra[@]}" --set train.global_batch_size=$((16 * ranks)))
+    free=$(run "$ranks" "${pairs[@]}" "${extra[@]}" --set train.global_batch_size=$((4 * micro * ranks)))
     step=$(field "$free" step_time_s)
     bytes=$(field "$free" a2a_bytes)
     # the bandwidth at which this rank's all-to-all bytes take one free step's time
     gbps=$(awk -v b="$bytes" -v s="$step" 'BEGIN {printf "%.4f", b * 8 / s / 1e9}')
     echo "overlap: $ranks ranks${extra[*]:+ ${extra[*]}}: free link step $step s, a2a $bytes B/rank -> link $gbps Gbit/s"
     for overlap in false true; do
-      j=$(run "$ranks" "${pairs[@]}" "${extra[@]}" --set train.global_batch_size=$((16 * ranks)) \
-          --set parallel.link.bandwidth_gbps="$gbps" --set parallel.link.latency_us=5 --set parallel.overlap=$overlap)
+      j=$(run "$ranks" "${pairs[@]}" "${extra[@]}" --set train.global_batch_size=$((4 * micro * ranks)) \
+          --set parallel.link.bandwidth_gbps="$gbps" --set parallel.link.latency_us=5 \
+          --set parallel.link.traffic="${LINK_TRAFFIC:-expert_a2a}" --set parallel.overlap=$overlap)
       awk -v s="$(field "$j" step_time_s)" -v f="$step" -v c="$(field "$j" a2a_s)" -v e="$(field "$j" a2a_exposed_s)" \
           -v ac="$(field "$j" comm_s)" -v ae="$(field "$j" exposed_comm_s)" -v o="$overlap" -v r="$ranks" \
           'BEGIN {printf "overlap: %s ranks, overlap %s: step %.3f s (%.2fx the free link), all-to-all in flight %.3f s, exposed %.3f s (%.0f%%); all communication in flight %.3f s, exposed %.3f s\n", r, o, s, s / f, c, e, 100 * e / c, ac, ae}'

@@ -196,6 +196,9 @@ TEST_CASE("config: impossible values and combinations are rejected", "[config]")
   CHECK_THROWS_WITH(
       parse_and_validate("train:\n  precision: fp16\n"),
       Contains("x.yaml:2:3: train.precision = 'fp16' is not one of: fp32 | bf16 | fp8"));
+  CHECK_THROWS_WITH(parse_and_validate("parallel:\n  link:\n    traffic: experts\n"),
+                    Contains("parallel.link.traffic") && Contains("'experts' is no traffic class"));
+  CHECK_NOTHROW(parse_and_validate("parallel:\n  link:\n    traffic: expert_a2a,pipeline\n"));
   CHECK_NOTHROW(parse_and_validate("optim:\n  warmup_steps: 400\n"));  // cut short, with a note
   CHECK_THROWS_WITH(parse_and_validate("optim:\n  min_lr: 0.1\n"),
                     Contains("optim.min_lr = 0.1 is above optim.lr = 0.003"));

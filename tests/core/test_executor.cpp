@@ -29,10 +29,10 @@ core::data::MicroBatch batch(const core::Config& c, int index) {
 }
 
 std::vector<float> grads_after(parallel::ScheduleKind kind, bool overlap, const core::Config& c,
-                               int chunks, core::MicroLosses* losses) {
+                               int chunks, core::MicroLosses* losses, bool pair_ends = false) {
   core::Context ctx;
   auto pp = parallel::make_single_process_communicator("pp");
-  auto sched = parallel::make_schedule(kind, 1, chunks, 0);
+  auto sched = parallel::make_schedule(kind, 1, chunks, 0, pair_ends);
   core::Model model(c, ctx, core::DType::f32, {core::StagePlan{0, 1, 0, c.model.num_layers}},
                     parallel::Executor::slots_needed(sched), nullptr, {1, 1});
   model.init(7);
@@ -56,13 +56,17 @@ TEST_CASE("executor: overlapped pairs give bitwise the gradients of plain 1F1B i
   c.model.vocab_size = 32;
   c.train.seq_len = 8;
   c.train.micro_batch_size = 2;
-  core::MicroLosses a, b, d;
+  core::MicroLosses a, b, d, e;
   auto plain = grads_after(parallel::ScheduleKind::one_f_one_b, true, c, 4, &a);
   auto pairs = grads_after(parallel::ScheduleKind::sequential, true, c, 4, &b);
   auto serial = grads_after(parallel::ScheduleKind::sequential, false, c, 4, &d);
+  // (F0&F1) ... (B2&B3): weight passes still in micro order, so the same sums
+  auto ends = grads_after(parallel::ScheduleKind::sequential, true, c, 4, &e, /*pair_ends=*/true);
   CHECK(plain == pairs);
   CHECK(plain == serial);
+  CHECK(plain == ends);
   CHECK(a.lm_sum == b.lm_sum);
+  CHECK(a.lm_sum == e.lm_sum);
   CHECK(a.lm_tokens == 4 * 16);
   double norm = 0;
   for (float v : plain) norm += static_cast<double>(v) * v;
@@ -76,6 +80,9 @@ TEST_CASE("executor: slots per chunk from a dry run of the schedule", "[executor
         std::vector<int>{1});
   CHECK(parallel::Executor::slots_needed(parallel::make_schedule(ScheduleKind::sequential, 1, 8, 0)) ==
         std::vector<int>{2});
+  // paired ends: the two first forwards and then a third with the first backward
+  CHECK(parallel::Executor::slots_needed(parallel::make_schedule(ScheduleKind::sequential, 1, 8, 0, true)) ==
+        std::vector<int>{3});
   // pipelines: never fewer than the in-flight forwards awaiting their weight pass
   for (auto kind : {ScheduleKind::dualpipe, ScheduleKind::dualpipev, ScheduleKind::one_f_one_b})
     for (int pp : {2, 4})

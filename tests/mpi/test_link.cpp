@@ -8,6 +8,7 @@
 #include <thread>
 #include <vector>
 
+#include "core/error.hpp"
 #include "mpi_env.hpp"
 #include "parallel/link_model.hpp"
 
@@ -29,6 +30,26 @@ TEST_CASE("link model arithmetic: latency, bandwidth and a shared outgoing queue
   CHECK(link.arrival(1.0, 1000000) == Approx(1.0 + 2e-3 + 10e-6));
   // later, after the link is idle again
   CHECK(link.arrival(3.0, 0, 2) == Approx(3.0 + 30e-6));
+}
+
+TEST_CASE("link traffic classes: only the chosen ones take the link", "[link]") {
+  using parallel::LinkModel;
+  using parallel::Traffic;
+  CHECK(LinkModel::parse_traffic("all") == LinkModel::kAllTraffic);
+  const unsigned a2a = LinkModel::parse_traffic("expert_a2a");
+  CHECK(LinkModel::parse_traffic("expert_a2a,pipeline") == (a2a | LinkModel::parse_traffic("pipeline")));
+  LinkModel link(8.0, 10.0, a2a);  // 1 GB/s, 10 us, for the all-to-all only
+  CHECK(link.arrival(1.0, 1000000, 0, Traffic::gradients) == 1.0);
+  CHECK(link.arrival(1.0, 1000000, 0, Traffic::expert_a2a) == Approx(1.0 + 1e-3 + 10e-6));
+  // traffic that bypasses the link does not queue behind it, nor delay what follows
+  CHECK(link.arrival(1.0, 1000000, 0, Traffic::pipeline) == 1.0);
+  CHECK(link.arrival(1.0, 1000000, 0, Traffic::expert_a2a) == Approx(1.0 + 2e-3 + 10e-6));
+  for (const char* bad : {"", "expert", "all,gradients", "expert_a2a,,pipeline"}) {
+    INFO(bad);
+    CHECK_THROWS_AS(LinkModel::parse_traffic(bad), core::ConfigError);
+  }
+  CHECK_THROWS_WITH(LinkModel::parse_traffic("experts"),
+                    Catch::Contains("'experts' is no traffic class") && Catch::Contains("expert_a2a"));
 }
 
 TEST_CASE("a timed message over the emulated link is never early and, at best, within 20% of the model", "[link]") {

@@ -12,6 +12,7 @@ namespace testing {
 struct Size {
   parallel::ScheduleKind kind;
   int pp, chunks;
+  bool pair_ends = false;  // sequential only: the step's ends paired too
 };
 
 inline bool valid_size(parallel::ScheduleKind kind, int pp, int chunks) {
@@ -41,14 +42,19 @@ inline const std::vector<int>& chunk_counts() {
   return counts;
 }
 
-// Every valid (kind, pp, chunks) of the sweep.
+// Every valid (kind, pp, chunks) of the sweep, and the sequential sizes again with pair_ends.
 inline std::vector<Size> valid_sizes() {
   std::vector<Size> sizes;
   for (auto kind : all_kinds())
     for (int pp = 1; pp <= 8; ++pp)
       for (int chunks : chunk_counts())
         if (valid_size(kind, pp, chunks)) sizes.push_back({kind, pp, chunks});
+  for (int chunks : chunk_counts()) sizes.push_back({parallel::ScheduleKind::sequential, 1, chunks, true});
   return sizes;
+}
+
+inline std::vector<parallel::Schedule> schedules_of(const Size& z) {
+  return parallel::make_schedules(z.kind, z.pp, z.chunks, z.pair_ends);
 }
 
 }  // namespace testing

@@ -28,7 +28,7 @@ std::vector<std::string> read_lines(const std::string& path) {
 
 std::string size_text(const Size& z) {
   return std::string(schedule_kind_name(z.kind)) + " pp=" + std::to_string(z.pp) +
-         " chunks=" + std::to_string(z.chunks);
+         " chunks=" + std::to_string(z.chunks) + (z.pair_ends ? " pair_ends" : "");
 }
 
 // Checks one rank's list alone: each (chunk, micro) forwarded once and backwarded once, in micro
@@ -87,6 +87,21 @@ void check_rank_invariants(const Schedule& s) {
         REQUIRE(a.chunk_b < n);
         forward(a.chunk, a.micro);
         backward(a.chunk_b, a.micro_b);
+        break;
+      case ActionKind::forward_pair:
+      case ActionKind::backward_pair:
+        // two micro-batches of one chunk, in order, only where nothing is sent (no pipeline)
+        CHECK(s.kind == ScheduleKind::sequential);
+        CHECK(s.pair_ends);
+        CHECK(a.chunk_b == a.chunk);
+        CHECK(a.micro_b == a.micro + 1);
+        if (a.kind == ActionKind::forward_pair) {
+          forward(a.chunk, a.micro);
+          forward(a.chunk_b, a.micro_b);
+        } else {
+          backward(a.chunk, a.micro);
+          backward(a.chunk_b, a.micro_b);
+        }
         break;
       default:
         break;
@@ -154,7 +169,7 @@ TEST_CASE("every valid size keeps the schedule invariants on every rank", "[sche
   for (const Size& z : testing::valid_sizes()) {
     INFO(size_text(z));
     std::map<Key, int> sent, received;
-    for (const Schedule& s : make_schedules(z.kind, z.pp, z.chunks)) {
+    for (const Schedule& s : testing::schedules_of(z)) {
       check_rank_invariants(s);
       count_messages(s, sent, received);
       ++checked;
@@ -241,6 +256,18 @@ TEST_CASE("1f1b and sequential print the textbook orders", "[schedule]") {
   // No pipeline, no messages.
   for (const Action& a : make_schedule(ScheduleKind::sequential, 1, 4, 0).actions)
     CHECK(a.is_compute());
+  // pair_ends: no lone forward or backward once there are two micro-batches.
+  auto paired = [](int chunks) {
+    return format_schedule(make_schedule(ScheduleKind::sequential, 1, chunks, 0, true));
+  };
+  CHECK(paired(1) == "r0: F0.0 B0.0");
+  CHECK(paired(2) == "r0: (F0.0&F0.1) (B0.0&B0.1)");
+  CHECK(paired(3) == "r0: (F0.0&F0.1) (F0.2&B0.0) (B0.1&B0.2)");
+  CHECK(paired(4) == "r0: (F0.0&F0.1) (F0.2&B0.0) (F0.3&B0.1) (B0.2&B0.3)");
+  // the other kinds ignore it
+  CHECK(format_schedule(make_schedule(ScheduleKind::dualpipev, 2, 4, 1, true)) ==
+        format_schedule(make_schedule(ScheduleKind::dualpipev, 2, 4, 1)));
+  CHECK_FALSE(make_schedule(ScheduleKind::one_f_one_b, 1, 4, 0, true).pair_ends);
 }
 
 TEST_CASE("communication mirrors the reference's calls", "[schedule]") {
@@ -271,7 +298,7 @@ TEST_CASE("in-flight peaks: activations PP+1 for DualPipe and DualPipeV, slots p
           "[schedule]") {
   for (const Size& z : testing::valid_sizes()) {
     INFO(size_text(z));
-    for (const Schedule& s : make_schedules(z.kind, z.pp, z.chunks)) {
+    for (const Schedule& s : testing::schedules_of(z)) {
       INFO("rank " << s.rank);
       InFlightPeaks p = in_flight_peaks(s);
       switch (z.kind) {
@@ -285,7 +312,7 @@ TEST_CASE("in-flight peaks: activations PP+1 for DualPipe and DualPipeV, slots p
           CHECK(p.activations == z.pp - s.rank);
           break;
         case ScheduleKind::sequential:
-          CHECK(p.activations == std::min(2, z.chunks));
+          CHECK(p.activations == std::min(z.pair_ends ? 3 : 2, z.chunks));
           break;
       }
       // A slot lives from the forward to the weight pass, so it is never fewer than the

@@ -17,7 +17,7 @@ namespace {
 
 std::string size_text(const Size& z) {
   return std::string(schedule_kind_name(z.kind)) + " pp=" + std::to_string(z.pp) +
-         " chunks=" + std::to_string(z.chunks);
+         " chunks=" + std::to_string(z.chunks) + (z.pair_ends ? " pair_ends" : "");
 }
 
 // The published bubble per rank: (PP/2-1)(F&B+B-3W) for DualPipe and DualPipeV with PP counting
@@ -62,7 +62,7 @@ TEST_CASE("every valid schedule simulates to the end with empty queues", "[sched
   int simulated = 0;
   for (const Size& z : testing::valid_sizes()) {
     INFO(size_text(z));
-    std::vector<Schedule> ranks = make_schedules(z.kind, z.pp, z.chunks);
+    std::vector<Schedule> ranks = testing::schedules_of(z);
     for (const CostModel& cost : {CostModel{}, with_latency}) {
       SimResult sim = simulate(ranks, cost);
       INFO(sim.report());
@@ -90,7 +90,7 @@ TEST_CASE("simulated idle time equals the published bubble formulas", "[schedule
   doubled.F = 2, doubled.B = 4, doubled.I = 2, doubled.W = 2, doubled.FB = 6;
   for (const Size& z : testing::valid_sizes()) {
     INFO(size_text(z));
-    std::vector<Schedule> ranks = make_schedules(z.kind, z.pp, z.chunks);
+    std::vector<Schedule> ranks = testing::schedules_of(z);
     for (const CostModel& cost : {table, doubled}) {
       SimResult sim = simulate(ranks, cost);
       REQUIRE(sim.ok());
