@@ -329,10 +329,14 @@ void check_memory_plan(const Config& c, const MemoryPlan& plan, int local_ranks,
   const int64_t need = plan.total() * std::max(1, local_ranks);
   if (need <= available) return;
   const int64_t state = plan.params + plan.grads + plan.optimizer;
+  // Without a pipeline, expert parallelism with overlap keeps up to 4 micro-batches in flight
+  // (the sequential schedule's paired ends), without overlap 2.
+  const bool paired = c.parallel.pp == 1 && c.parallel.ep > 1 && c.parallel.overlap;
   const std::string keys =
       plan.activations + plan.exchange > state
-          ? "train.micro_batch_size, train.seq_len, parallel.pp (fewer layers per rank), or "
-            "parallel.schedule (1f1b keeps fewer micro-batches in flight than dualpipe)"
+          ? std::string("train.micro_batch_size, train.seq_len, parallel.pp (fewer layers per rank), or ") +
+                (paired ? "parallel.overlap=false (2 micro-batches in flight instead of 4)"
+                        : "parallel.schedule (1f1b keeps fewer micro-batches in flight than dualpipe)")
           : "parallel.pp, parallel.ep (fewer experts per rank), parallel.zero1=true, "
             "optim.moment_dtype=bf16, or the model's sizes";
   FLOT_THROW(ConfigError,

@@ -280,22 +280,40 @@ void Stage::backward_input(int slot, const Tensor& dy) {
   for (int p = 0; p < backward_pieces(); ++p) backward_piece(slot, p);
 }
 
-void Stage::backward_weight(int slot) {
+int Stage::weight_pieces() const {
+  return depth_ + static_cast<int>(layers_.size()) + (embed_ ? 1 : 0);
+}
+
+void Stage::backward_weight_piece(int slot, int piece) {
+  FLOT_CHECK(piece >= 0 && piece < weight_pieces(), "weight piece {} of {}", piece, weight_pieces());
   Saved& s = saved_.at(slot);
   // Last layers first, so that gradient buckets fill in the order the reductions can start.
-  for (int k = depth_ - 1; k >= 0; --k) {
+  if (piece < depth_) {
+    const int k = depth_ - 1 - piece;
     mtp_[k]->backward_weight(slot);
     report(mtp_ids_[k]);
+    return;
   }
-  for (int i = static_cast<int>(layers_.size()) - 1; i >= 0; --i) {
+  piece -= depth_;
+  if (piece < static_cast<int>(layers_.size())) {
+    const int i = static_cast<int>(layers_.size()) - 1 - piece;
     layers_[i]->backward_weight(slot);
     report(layers_[i]->param_ids);
+    return;
   }
-  if (embed_) {
-    if (plan_.has_embedding()) embed_->backward_weight(s.dx0, s.inputs);
-    for (int k = 0; k < depth_; ++k) embed_->backward_weight(s.mtp_de[k], s.targets[k]);
-    report({embed_->table_id()});
-  }
+  if (plan_.has_embedding()) embed_->backward_weight(s.dx0, s.inputs);
+  for (int k = 0; k < depth_; ++k) embed_->backward_weight(s.mtp_de[k], s.targets[k]);
+  report({embed_->table_id()});
+}
+
+void Stage::backward_weight(int slot) {
+  for (int p = 0; p < weight_pieces(); ++p) backward_weight_piece(slot, p);
+}
+
+bool Stage::exchanges_ready(int slot) const {
+  for (const Moe* moe : moe_)
+    if (!moe->exchange_ready(slot)) return false;
+  return true;
 }
 
 void Stage::release(int slot) {

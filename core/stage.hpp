@@ -89,6 +89,13 @@ class Stage {
   // Accumulates the weight gradients of the micro-batch. The slot stays until release(): its
   // output and input gradient may still have to be sent.
   void backward_weight(int slot);
+  // The same in pieces (one per MTP module, block and the embedding, in backward_weight's order),
+  // so that an executor can run them while an exchange of another micro-batch travels.
+  int weight_pieces() const;
+  void backward_weight_piece(int slot, int piece);
+  // Whether the next piece of this slot's forward or backward would start without waiting: no
+  // exchange it started is still in flight.
+  bool exchanges_ready(int slot) const;
   // Frees a slot (after the weight pass, or without backward for evaluation).
   void release(int slot);
 

@@ -51,15 +51,17 @@ std::vector<int> Executor::slots_needed(const Schedule& schedule) {
         break;
       case ActionKind::forward_backward:
         take(a.chunk, a.micro);
-        finish(a.chunk_b, a.micro_b);
+        if (!a.zero_bubble) finish(a.chunk_b, a.micro_b);
         break;
       case ActionKind::forward_pair:
         take(a.chunk, a.micro);
         take(a.chunk_b, a.micro_b);
         break;
       case ActionKind::backward_pair:
-        finish(a.chunk, a.micro);
-        finish(a.chunk_b, a.micro_b);
+        if (!a.zero_bubble) {
+          finish(a.chunk, a.micro);
+          finish(a.chunk_b, a.micro_b);
+        }
         break;
       case ActionKind::backward:
         if (!a.zero_bubble) finish(a.chunk, a.micro);
@@ -218,16 +220,32 @@ void Executor::backward_end(int chunk, int micro, bool zero_bubble) {
   }
   cs.dy[micro] = core::Tensor();
   if (zero_bubble)
-    weight_fifo_.emplace_back(chunk, micro);
+    weight_fifo_.push_back({chunk, micro, 0});
   else
     weight(chunk, micro);
 }
 
-void Executor::weight(int chunk, int micro) {
+void Executor::weight(int chunk, int micro, int from_piece) {
   ChunkState& cs = chunks_[chunk];
-  cs.stage->backward_weight(cs.slot_of.at(micro));
+  const int slot = cs.slot_of.at(micro);
+  for (int p = from_piece; p < cs.stage->weight_pieces(); ++p) cs.stage->backward_weight_piece(slot, p);
   cs.done[micro] = true;
   release_if_idle(chunk, micro);
+}
+
+bool Executor::fill_one(std::string* label, StepRun& r) {
+  // The oldest deferred weight pass with pieces left, once every older one has run all of its
+  // own: each parameter still receives its micro-batches' contributions in order.
+  for (Deferred& d : weight_fifo_) {
+    core::Stage& st = *chunks_[d.chunk].stage;
+    if (d.pieces_done == st.weight_pieces()) continue;
+    st.backward_weight_piece(chunks_[d.chunk].slot_of.at(d.micro), d.pieces_done);
+    if (label) *label = fmt::format("W{}.{} piece {}", d.chunk, d.micro, d.pieces_done);
+    ++d.pieces_done;
+    ++r.filled_weight_pieces;
+    return true;
+  }
+  return false;
 }
 
 void Executor::run_pair(const Action& a, const BatchFn& batch, const core::LossScales& scales,
@@ -268,12 +286,23 @@ void Executor::run_pair(const Action& a, const BatchFn& batch, const core::LossS
     else
       x.stage->backward_piece(x.slot, i);
   };
+  // While the exchange a half's next piece needs still travels, deferred weight passes run.
+  auto fill = [&](const Half& x) {
+    std::string what;
+    while (!x.stage->exchanges_ready(x.slot) && fill_one(record ? &what : nullptr, r)) {
+      const double n = now_s();
+      r.backward_s += n - t;
+      if (record) r.trace.push_back({what, "weight", t, n, TraceLane::compute});
+      t = n;
+    }
+  };
   if (overlap_) {
     // Each piece ends with an exchange in flight; the other micro-batch's next piece runs
     // while it travels.
     for (int i = 0; i < std::max(h[0].pieces, h[1].pieces); ++i)
       for (const Half& x : h)
         if (i < x.pieces) {
+          fill(x);
           piece(x, i);
           tick(x, fmt::format("{} piece {}", x.label, i), x.forward ? "forward" : "backward");
         }
@@ -288,8 +317,8 @@ void Executor::run_pair(const Action& a, const BatchFn& batch, const core::LossS
     if (x.forward) finish_forward(x.chunk, x.micro, r);
   for (const Half& x : h)
     if (!x.forward) {
-      backward_end(x.chunk, x.micro, /*zero_bubble=*/false);
-      tick(x, fmt::format("W{}.{}", x.chunk, x.micro), "weight");
+      backward_end(x.chunk, x.micro, a.zero_bubble);
+      if (!a.zero_bubble) tick(x, fmt::format("W{}.{}", x.chunk, x.micro), "weight");
     }
 }
 
@@ -354,11 +383,13 @@ StepRun Executor::run(const BatchFn& batch, const core::LossScales& scales, bool
         break;
       }
       case ActionKind::weight: {
-        FLOT_CHECK(!weight_fifo_.empty() && weight_fifo_.front() == std::make_pair(a.chunk, a.micro),
+        FLOT_CHECK(!weight_fifo_.empty() && weight_fifo_.front().chunk == a.chunk &&
+                       weight_fifo_.front().micro == a.micro,
                    "rank {}: weight pass W{}.{} is not the next one deferred", sched_.rank, a.chunk,
                    a.micro);
-        weight_fifo_.erase(weight_fifo_.begin());
-        weight(a.chunk, a.micro);
+        const int from = weight_fifo_.front().pieces_done;  // some may have run inside pairs
+        weight_fifo_.pop_front();
+        weight(a.chunk, a.micro, from);
         r.backward_s += now_s() - start;
         break;
       }

@@ -8,12 +8,15 @@
 // backwards queue their weight pass in a FIFO that `weight` actions pop, and a pair (F&B, or the
 // F&F / B&B of the sequential schedule's ends) interleaves the pieces of the two micro-batches
 // (Stage pieces) so that each expert exchange travels while the other micro-batch computes
-// (parallel.overlap; off: one half, then the other). DualPipeV's turn on the last rank is a local copy between the two chunks.
+// (parallel.overlap; off: one half, then the other). When a half's next piece would wait for its
+// exchange, pieces of deferred weight passes run first (oldest first, each pass's pieces in
+// order), so that queued W work fills what would otherwise be idle time. DualPipeV's turn on the last rank is a local copy between the two chunks.
 //
 // Per action it records start and end times (compute, and the time spent waiting for
 // messages), for the Chrome trace and the bubble / exposed-communication figures.
 #pragma once
 
+#include <deque>
 #include <functional>
 #include <string>
 #include <vector>
@@ -31,6 +34,7 @@ struct StepRun {
   double compute_s = 0, wait_s = 0;   // time in compute actions, and waiting in commits
   double forward_s = 0, backward_s = 0;  // compute split (a pair counts in both, by pieces)
   int peak_activations = 0;           // chunk forwards in flight whose input pass has not run
+  int filled_weight_pieces = 0;       // weight-pass pieces run while a pair waited for an exchange
   double start = 0;                   // steady-clock time the step started
   std::vector<TraceEvent> trace;      // compute actions (pieces inside pairs) and commits
 };
@@ -69,7 +73,10 @@ class Executor {
                 bool record);
   void backward_begin(int chunk, int micro);
   void backward_end(int chunk, int micro, bool zero_bubble);
-  void weight(int chunk, int micro);
+  // The weight pass of (chunk, micro) from its piece from_piece on; then the slot may go.
+  void weight(int chunk, int micro, int from_piece = 0);
+  // Runs the next piece of the oldest deferred weight pass; false if none is left.
+  bool fill_one(std::string* label, StepRun& r);
   void finish_forward(int chunk, int micro, StepRun& r);
   int tag(bool forward, int receiving_stage) const { return 2 * receiving_stage + (forward ? 0 : 1); }
 
@@ -83,7 +90,11 @@ class Executor {
     int chunk, micro;
   };
   std::vector<SentFrom> q_sent_from_;
-  std::vector<std::pair<int, int>> weight_fifo_;  // (chunk, micro)
+  struct Deferred {
+    int chunk, micro;
+    int pieces_done;  // weight pieces already run while a pair waited
+  };
+  std::deque<Deferred> weight_fifo_;
   int in_flight_ = 0;
 };
 

@@ -145,28 +145,36 @@ class Builder {
     push(a);
     if (send) send_backward(c);
   }
-  // [recv F] recv B, commit, (F&B), send F, send B
-  void forward_backward_chunk(int c0, int c1, bool recv0 = true) {
+  // [recv F] recv B, commit, (F&B) or (F&I), send F, send B
+  void forward_backward_chunk(int c0, int c1, bool recv0 = true, bool zero_bubble = false) {
     if (recv0) recv_forward(c0);
     recv_backward(c1);
     commit();
     Action a{ActionKind::forward_backward, c0, f_[c0]++};
     a.chunk_b = c1;
     a.micro_b = b_[c1]++;
+    a.zero_bubble = zero_bubble;
+    if (zero_bubble) deferred_.push_back({ActionKind::backward, c1, a.micro_b});
     push(a);
     send_forward(c0);
     send_backward(c1);
   }
-  // commit (F&F) or (B&B): the chunk's next two forwards or backwards, overlapped (no messages:
-  // used without a pipeline only)
-  void same_pair_chunk(int c, bool forward) {
+  // commit (F&F), (B&B) or (I&I): the chunk's next two forwards or backwards, overlapped (no
+  // messages: used without a pipeline only)
+  void same_pair_chunk(int c, bool forward, bool zero_bubble = false) {
     commit();
     std::vector<int>& next = forward ? f_ : b_;
     Action a{forward ? ActionKind::forward_pair : ActionKind::backward_pair, c, next[c]++};
     a.chunk_b = c;
     a.micro_b = next[c]++;
+    a.zero_bubble = zero_bubble && !forward;
+    if (a.zero_bubble) {
+      deferred_.push_back({ActionKind::backward, c, a.micro});
+      deferred_.push_back({ActionKind::backward, c, a.micro_b});
+    }
     push(a);
   }
+  bool has_deferred() const { return !deferred_.empty(); }
   // commit W (the oldest deferred weight pass)
   void weight_chunk() {
     FLOT_CHECK(!deferred_.empty(), "weight pass with an empty queue on rank {}", s_.rank);
@@ -276,19 +284,27 @@ void emit_one_f_one_b(Builder& b, int pp, int chunks, int rank) {
 }
 
 // pp = 1: F0, then (F m+1 & B m) pairs, then the last B; the pair lets expert-parallel
-// all-to-all of one micro-batch hide behind the other's compute. With pair_ends the lone first
-// forward and last backward become (F0&F1) and (B c-2 & B c-1).
+// all-to-all of one micro-batch hide behind the other's compute.
+//
+// pair_ends: (F0&F1), then (F m & I m-2) pairs, each but the first followed by the oldest
+// deferred weight pass, then (I c-2 & I c-1) and the remaining weight passes. Every exchange of
+// the step travels behind another micro-batch's compute, and each weight pass, deferred past one
+// more pair, is work the executor can run while that pair waits for an exchange.
 void emit_sequential(Builder& b, int chunks, bool pair_ends) {
-  const bool ends = pair_ends && chunks >= 2;
-  if (ends)
-    b.same_pair_chunk(0, /*forward=*/true);
-  else
+  if (!pair_ends || chunks < 2) {
     b.forward_chunk(0);
-  for (int m = ends ? 2 : 1; m < chunks; ++m) b.forward_backward_chunk(0, 0);
-  if (ends)
-    b.same_pair_chunk(0, /*forward=*/false);
-  else
+    for (int m = 1; m < chunks; ++m) b.forward_backward_chunk(0, 0);
     b.backward_chunk(0);
+    b.finish();
+    return;
+  }
+  b.same_pair_chunk(0, /*forward=*/true);
+  for (int m = 2; m < chunks; ++m) {
+    b.forward_backward_chunk(0, 0, /*recv0=*/true, /*zero_bubble=*/true);
+    if (m >= 3) b.weight_chunk();
+  }
+  b.same_pair_chunk(0, /*forward=*/false, /*zero_bubble=*/true);
+  while (b.has_deferred()) b.weight_chunk();
   b.finish();
 }
 

@@ -65,7 +65,7 @@ struct Action {
   ActionKind kind = ActionKind::commit;
   int chunk = 0, micro = 0;
   int chunk_b = 0, micro_b = 0;  // the second half of a pair (forward_backward, *_pair)
-  bool zero_bubble = false;      // backward only
+  bool zero_bubble = false;      // backward, and the backward halves of pairs: input pass only
   bool is_compute() const { return kind >= ActionKind::forward; }
   bool is_pair() const { return kind >= ActionKind::forward_backward; }
   bool is_comm() const { return kind <= ActionKind::send_backward; }
@@ -90,18 +90,21 @@ struct Schedule {
 // Micro ids count per chunk from 0 to micro_per_chunk()-1.
 //
 // pair_ends (sequential only, ignored otherwise): the first two forwards and the last two
-// backwards run as overlapped pairs too, `(F0.0&F0.1) (F0.2&B0.0) ... (B0.2&B0.3)`, so that
-// under expert parallelism no micro-batch's all-to-all is left without another micro-batch's
-// compute to hide behind, at the price of one more micro-batch's activations in flight.
+// backwards run as overlapped pairs too, and the pairs' backwards defer their weight passes by
+// one pair, `(F0.0&F0.1) (F0.2&I0.0) (F0.3&I0.1) W0.0 (I0.2&I0.3) W0.1 W0.2 W0.3`, so that under
+// expert parallelism no micro-batch's all-to-all is left without another micro-batch's compute to
+// hide behind and a waiting pair has weight passes to run meanwhile, at the price of two more
+// micro-batches' activations in flight.
 Schedule make_schedule(ScheduleKind kind, int pp, int chunks, int rank, bool pair_ends = false);
 // make_schedule for every rank 0 .. pp-1.
 std::vector<Schedule> make_schedules(ScheduleKind kind, int pp, int chunks, bool pair_ends = false);
 
 // The compute ops only, in the notation of docs/pipeline.md: `r0: F0.0 I1.0 W1.0 (F0.3&B1.1)`
-// (and `(F0.0&F0.1)`, `(B0.2&B0.3)` for the pairs of pair_ends);
+// (and `(F0.2&I0.0)`, `(F0.0&F0.1)`, `(I0.2&I0.3)` for the pairs of pair_ends);
 // with_comm adds the communication actions in their places (`recv_forward(0.1) commit F0.1`).
 std::string format_schedule(const Schedule& s, bool with_comm = false);
-// One action as printed: "F0.3", "B1.1", "I0.2", "W0.2", "(F0.3&B1.1)", "(F0.0&F0.1)", and for communication
+// One action as printed: "F0.3", "B1.1", "I0.2", "W0.2", "(F0.3&B1.1)", "(F0.3&I0.1)", "(F0.0&F0.1)",
+// "(I0.2&I0.3)", and for communication
 // "recv_forward(0.3)", "send_backward(1.2)" (chunk.micro of the message), "commit".
 std::string action_label(const Action& a);
 

@@ -17,11 +17,14 @@ std::string action_label(const Action& a) {
     case ActionKind::weight:
       return fmt::format("W{}.{}", a.chunk, a.micro);
     case ActionKind::forward_backward:
-      return fmt::format("(F{}.{}&B{}.{})", a.chunk, a.micro, a.chunk_b, a.micro_b);
+      return fmt::format("(F{}.{}&{}{}.{})", a.chunk, a.micro, a.zero_bubble ? 'I' : 'B', a.chunk_b,
+                         a.micro_b);
     case ActionKind::forward_pair:
       return fmt::format("(F{}.{}&F{}.{})", a.chunk, a.micro, a.chunk_b, a.micro_b);
-    case ActionKind::backward_pair:
-      return fmt::format("(B{}.{}&B{}.{})", a.chunk, a.micro, a.chunk_b, a.micro_b);
+    case ActionKind::backward_pair: {
+      const char b = a.zero_bubble ? 'I' : 'B';
+      return fmt::format("({}{}.{}&{}{}.{})", b, a.chunk, a.micro, b, a.chunk_b, a.micro_b);
+    }
     case ActionKind::recv_forward:
       return fmt::format("recv_forward({}.{})", a.chunk, a.micro);
     case ActionKind::recv_backward:
@@ -71,7 +74,7 @@ InFlightPeaks in_flight_peaks(const Schedule& s) {
       case ActionKind::forward_backward:
         forward(a.chunk);  // both live while the pair runs
         --activations;
-        --slots[a.chunk_b];
+        if (!a.zero_bubble) --slots[a.chunk_b];
         break;
       case ActionKind::forward_pair:
         forward(a.chunk);
@@ -79,8 +82,10 @@ InFlightPeaks in_flight_peaks(const Schedule& s) {
         break;
       case ActionKind::backward_pair:
         activations -= 2;
-        --slots[a.chunk];
-        --slots[a.chunk_b];
+        if (!a.zero_bubble) {
+          --slots[a.chunk];
+          --slots[a.chunk_b];
+        }
         break;
       default:
         break;

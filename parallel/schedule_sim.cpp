@@ -20,15 +20,26 @@ double CostModel::of(const Action& a) const {
     case ActionKind::weight:
       return W;
     case ActionKind::forward_backward:
-      return FB;
+      return a.zero_bubble ? FB - B + I : FB;
     case ActionKind::forward_pair:
       return 2 * F;
     case ActionKind::backward_pair:
-      return 2 * B;
+      return a.zero_bubble ? 2 * I : 2 * B;
     default:
       return 0;
   }
 }
+
+namespace {
+
+// The input-only backward one half of a pair stands for, as the weight queue holds it.
+Action backward_half(int chunk, int micro) {
+  Action a{ActionKind::backward, chunk, micro};
+  a.zero_bubble = true;
+  return a;
+}
+
+}  // namespace
 
 std::string SimResult::report() const {
   std::string out = deadlock;
@@ -287,12 +298,17 @@ class Simulator {
       case ActionKind::forward_backward:
         run_pass(r, a.chunk, a.micro, /*grad=*/false);
         run_pass(r, a.chunk_b, a.micro_b, /*grad=*/true);
+        if (a.zero_bubble) st.deferred.push_back(backward_half(a.chunk_b, a.micro_b));
         break;
       case ActionKind::forward_pair:
       case ActionKind::backward_pair: {
         const bool grad = a.kind == ActionKind::backward_pair;
         run_pass(r, a.chunk, a.micro, grad);
         run_pass(r, a.chunk_b, a.micro_b, grad);
+        if (grad && a.zero_bubble) {
+          st.deferred.push_back(backward_half(a.chunk, a.micro));
+          st.deferred.push_back(backward_half(a.chunk_b, a.micro_b));
+        }
         break;
       }
       default:

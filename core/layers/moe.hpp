@@ -70,6 +70,12 @@ class Moe : public Sublayer {
   void clear_loads() { std::fill(loads_.begin(), loads_.end(), 0); }
   // The balance-loss value of this slot's forward (already multiplied by its weight), 0 if none.
   double balance_loss(int slot) const { return saved_.at(slot).aux_loss; }
+  // Whether the exchange this slot's last phase started (if any) has completed: the next phase
+  // would not wait.
+  bool exchange_ready(int slot) const {
+    const Saved& s = saved_.at(slot);
+    return !s.exchange || s.exchange->done();
+  }
   // Bytes of the expert-parallel receive buffers (one per slot, kept at their high-water size).
   size_t exchange_bytes() const {
     size_t b = 0;

@@ -60,7 +60,8 @@ TEST_CASE("executor: overlapped pairs give bitwise the gradients of plain 1F1B i
   auto plain = grads_after(parallel::ScheduleKind::one_f_one_b, true, c, 4, &a);
   auto pairs = grads_after(parallel::ScheduleKind::sequential, true, c, 4, &b);
   auto serial = grads_after(parallel::ScheduleKind::sequential, false, c, 4, &d);
-  // (F0&F1) ... (B2&B3): weight passes still in micro order, so the same sums
+  // (F0&F1) (F2&I0) (F3&I1) W0 (I2&I3) W1 W2 W3: weight passes still in micro order, so the
+  // same sums
   auto ends = grads_after(parallel::ScheduleKind::sequential, true, c, 4, &e, /*pair_ends=*/true);
   CHECK(plain == pairs);
   CHECK(plain == serial);
@@ -80,9 +81,10 @@ TEST_CASE("executor: slots per chunk from a dry run of the schedule", "[executor
         std::vector<int>{1});
   CHECK(parallel::Executor::slots_needed(parallel::make_schedule(ScheduleKind::sequential, 1, 8, 0)) ==
         std::vector<int>{2});
-  // paired ends: the two first forwards and then a third with the first backward
+  // paired ends: two forwards, a third with the first input pass, a fourth while the first
+  // weight pass waits for the next pair
   CHECK(parallel::Executor::slots_needed(parallel::make_schedule(ScheduleKind::sequential, 1, 8, 0, true)) ==
-        std::vector<int>{3});
+        std::vector<int>{4});
   // pipelines: never fewer than the in-flight forwards awaiting their weight pass
   for (auto kind : {ScheduleKind::dualpipe, ScheduleKind::dualpipev, ScheduleKind::one_f_one_b})
     for (int pp : {2, 4})

@@ -76,8 +76,14 @@ TEST_CASE("a plan larger than the available memory is refused with the keys to c
     FAIL("a plan of 4 x 104 MiB fitted in 300 MiB");
   } catch (const core::ConfigError& e) {
     CHECK_THAT(e.what(), Contains("4 rank(s)") && Contains("train.micro_batch_size") &&
-                             Contains("train.seq_len") && Contains("runtime.memory_limit_gb"));
+                             Contains("train.seq_len") && Contains("runtime.memory_limit_gb") &&
+                             Contains("parallel.schedule"));
   }
+  // Without a pipeline, expert parallelism with overlap is what keeps 4 micro-batches in flight.
+  core::Config ep = c;
+  ep.parallel.ep = 2;
+  CHECK_THROWS_WITH(core::check_memory_plan(ep, acts, 4, 300 << 20),
+                    Contains("parallel.overlap=false") && !Contains("parallel.schedule"));
   core::MemoryPlan state = acts;
   state.params = state.grads = 200 << 20;
   state.activations = 1 << 20;

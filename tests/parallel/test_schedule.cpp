@@ -87,6 +87,7 @@ void check_rank_invariants(const Schedule& s) {
         REQUIRE(a.chunk_b < n);
         forward(a.chunk, a.micro);
         backward(a.chunk_b, a.micro_b);
+        if (a.zero_bubble) deferred.emplace_back(a.chunk_b, a.micro_b), ++zero_bubble;
         break;
       case ActionKind::forward_pair:
       case ActionKind::backward_pair:
@@ -101,6 +102,11 @@ void check_rank_invariants(const Schedule& s) {
         } else {
           backward(a.chunk, a.micro);
           backward(a.chunk_b, a.micro_b);
+          if (a.zero_bubble) {
+            deferred.emplace_back(a.chunk, a.micro);
+            deferred.emplace_back(a.chunk_b, a.micro_b);
+            zero_bubble += 2;
+          }
         }
         break;
       default:
@@ -256,14 +262,17 @@ TEST_CASE("1f1b and sequential print the textbook orders", "[schedule]") {
   // No pipeline, no messages.
   for (const Action& a : make_schedule(ScheduleKind::sequential, 1, 4, 0).actions)
     CHECK(a.is_compute());
-  // pair_ends: no lone forward or backward once there are two micro-batches.
+  // pair_ends: no lone forward or backward once there are two micro-batches, and each pair's
+  // weight passes wait one pair.
   auto paired = [](int chunks) {
     return format_schedule(make_schedule(ScheduleKind::sequential, 1, chunks, 0, true));
   };
   CHECK(paired(1) == "r0: F0.0 B0.0");
-  CHECK(paired(2) == "r0: (F0.0&F0.1) (B0.0&B0.1)");
-  CHECK(paired(3) == "r0: (F0.0&F0.1) (F0.2&B0.0) (B0.1&B0.2)");
-  CHECK(paired(4) == "r0: (F0.0&F0.1) (F0.2&B0.0) (F0.3&B0.1) (B0.2&B0.3)");
+  CHECK(paired(2) == "r0: (F0.0&F0.1) (I0.0&I0.1) W0.0 W0.1");
+  CHECK(paired(3) == "r0: (F0.0&F0.1) (F0.2&I0.0) (I0.1&I0.2) W0.0 W0.1 W0.2");
+  CHECK(paired(4) == "r0: (F0.0&F0.1) (F0.2&I0.0) (F0.3&I0.1) W0.0 (I0.2&I0.3) W0.1 W0.2 W0.3");
+  CHECK(paired(5) ==
+        "r0: (F0.0&F0.1) (F0.2&I0.0) (F0.3&I0.1) W0.0 (F0.4&I0.2) W0.1 (I0.3&I0.4) W0.2 W0.3 W0.4");
   // the other kinds ignore it
   CHECK(format_schedule(make_schedule(ScheduleKind::dualpipev, 2, 4, 1, true)) ==
         format_schedule(make_schedule(ScheduleKind::dualpipev, 2, 4, 1)));
@@ -313,6 +322,7 @@ TEST_CASE("in-flight peaks: activations PP+1 for DualPipe and DualPipeV, slots p
           break;
         case ScheduleKind::sequential:
           CHECK(p.activations == std::min(z.pair_ends ? 3 : 2, z.chunks));
+          if (z.pair_ends) CHECK(p.slots[0] == std::min(4, z.chunks));
           break;
       }
       // A slot lives from the forward to the weight pass, so it is never fewer than the
