@@ -250,7 +250,8 @@ bool Executor::fill_one(std::string* label, StepRun& r) {
 
 void Executor::run_pair(const Action& a, const BatchFn& batch, const core::LossScales& scales,
                         StepRun& r, bool record) {
-  // The two halves: a forward and a backward (F&B), two forwards (F&F) or two backwards (B&B).
+  // The two halves: a forward and a backward (F&B or F&I), two forwards (F&F) or two backwards
+  // (B&B or I&I).
   struct Half {
     bool forward = true;
     int chunk = 0, micro = 0;
@@ -271,7 +272,7 @@ void Executor::run_pair(const Action& a, const BatchFn& batch, const core::LossS
     x.stage = chunks_[x.chunk].stage;
     x.slot = chunks_[x.chunk].slot_of[x.micro];
     x.pieces = x.forward ? x.stage->forward_pieces() : x.stage->backward_pieces();
-    x.label = fmt::format("{}{}.{}", x.forward ? 'F' : 'B', x.chunk, x.micro);
+    x.label = fmt::format("{}{}.{}", x.forward ? 'F' : a.zero_bubble ? 'I' : 'B', x.chunk, x.micro);
   }
   double t = now_s();
   auto tick = [&](const Half& x, const std::string& what, const char* cat) {
