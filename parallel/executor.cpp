@@ -275,9 +275,9 @@ void Executor::run_pair(const Action& a, const BatchFn& batch, const core::LossS
     x.label = fmt::format("{}{}.{}", x.forward ? 'F' : a.zero_bubble ? 'I' : 'B', x.chunk, x.micro);
   }
   double t = now_s();
-  auto tick = [&](const Half& x, const std::string& what, const char* cat) {
+  auto tick = [&](double& into, const std::string& what, const char* cat) {
     const double n = now_s();
-    (x.forward ? r.forward_s : r.backward_s) += n - t;
+    into += n - t;
     if (record) r.trace.push_back({what, cat, t, n, TraceLane::compute});
     t = n;
   };
@@ -290,12 +290,8 @@ void Executor::run_pair(const Action& a, const BatchFn& batch, const core::LossS
   // While the exchange a half's next piece needs still travels, deferred weight passes run.
   auto fill = [&](const Half& x) {
     std::string what;
-    while (!x.stage->exchanges_ready(x.slot) && fill_one(record ? &what : nullptr, r)) {
-      const double n = now_s();
-      r.backward_s += n - t;
-      if (record) r.trace.push_back({what, "weight", t, n, TraceLane::compute});
-      t = n;
-    }
+    while (!x.stage->exchanges_ready(x.slot) && fill_one(record ? &what : nullptr, r))
+      tick(r.backward_s, what, "weight");
   };
   if (overlap_) {
     // Each piece ends with an exchange in flight; the other micro-batch's next piece runs
@@ -305,12 +301,13 @@ void Executor::run_pair(const Action& a, const BatchFn& batch, const core::LossS
         if (i < x.pieces) {
           fill(x);
           piece(x, i);
-          tick(x, fmt::format("{} piece {}", x.label, i), x.forward ? "forward" : "backward");
+          tick(x.forward ? r.forward_s : r.backward_s, fmt::format("{} piece {}", x.label, i),
+               x.forward ? "forward" : "backward");
         }
   } else {
     for (const Half& x : h) {
       for (int i = 0; i < x.pieces; ++i) piece(x, i);
-      tick(x, x.label, x.forward ? "forward" : "backward");
+      tick(x.forward ? r.forward_s : r.backward_s, x.label, x.forward ? "forward" : "backward");
     }
   }
   // Forwards finish first (their losses), then the backwards' weight passes in micro order.
@@ -319,7 +316,7 @@ void Executor::run_pair(const Action& a, const BatchFn& batch, const core::LossS
   for (const Half& x : h)
     if (!x.forward) {
       backward_end(x.chunk, x.micro, a.zero_bubble);
-      if (!a.zero_bubble) tick(x, fmt::format("W{}.{}", x.chunk, x.micro), "weight");
+      if (!a.zero_bubble) tick(r.backward_s, fmt::format("W{}.{}", x.chunk, x.micro), "weight");
     }
 }
 

@@ -5,12 +5,13 @@
 // as one batch on the pipeline communicator and waits (DualPipe's rule), forwards and backwards
 // run on the chunk's stage in an activation slot taken when the micro-batch first arrives and
 // returned after its weight pass (and after every message that reads it has left), input-only
-// backwards queue their weight pass in a FIFO that `weight` actions pop, and a pair (F&B, or the
-// F&F / B&B of the sequential schedule's ends) interleaves the pieces of the two micro-batches
-// (Stage pieces) so that each expert exchange travels while the other micro-batch computes
-// (parallel.overlap; off: one half, then the other). When a half's next piece would wait for its
-// exchange, pieces of deferred weight passes run first (oldest first, each pass's pieces in
-// order), so that queued W work fills what would otherwise be idle time. DualPipeV's turn on the last rank is a local copy between the two chunks.
+// backwards queue their weight pass in a FIFO that `weight` actions pop, and a pair (F&B or F&I,
+// or the F&F / I&I of the sequential schedule's ends) interleaves the pieces of the two
+// micro-batches (Stage pieces) so that each expert exchange travels while the other micro-batch
+// computes (parallel.overlap; off: one half, then the other). When a half's next piece would wait
+// for its exchange, pieces of deferred weight passes run first (oldest first, each pass's pieces
+// in order), so that queued W work fills what would otherwise be idle time. DualPipeV's turn on
+// the last rank is a local copy between the two chunks.
 //
 // Per action it records start and end times (compute, and the time spent waiting for
 // messages), for the Chrome trace and the bubble / exposed-communication figures.
