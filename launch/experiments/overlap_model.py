@@ -1,0 +1,143 @@
+#!/usr/bin/env python3
+"""A piece-level model of overlapped pairs under expert parallelism: what step time a way of
+interleaving micro-batches can reach on a given link, from the piece costs of a real run.
+
+It reads the Chrome trace of `flotilla bench --trace FILE` run with pp 1, ep > 1 and
+parallel.overlap on (the sequential schedule with paired ends), takes rank 0's compute time of
+every forward / input-gradient piece (the piece's box minus the waits inside it) and of every
+weight-pass piece, and replays one step on a model machine: one compute thread, and one outgoing
+link per rank that sends one message at a time (the emulated link of parallel.link), every
+exchange taking `bytes per exchange / bandwidth`; the partner rank is assumed to behave the same.
+Policies:
+  pairs      what the executor does: two micro-batches in flight, pieces alternating, deferred
+             weight pieces run while the next piece would wait
+  early      pairs, and a backward's weight pieces run as soon as its input pass has passed them
+  three      three micro-batches in flight, round robin (early weight pieces too)
+It prints the step time of each against the step's compute alone (the free link).
+
+Usage: launch/experiments/overlap_model.py TRACE.json --gbps G --a2a-bytes B [--micro M]
+(G and B: link_gbps and a2a_bytes of the same run's bench JSON line; M: micro-batches per rank),
+or launch/experiments/overlap_model.py --synthetic N,F,B,W [--ratio R] [--micro M] for passes of N
+equal pieces (F seconds forward, B backward, W the weight pass) and a link R times the compute.
+It is a model: against the measured step it leaves out the optimizer and gradient reduction, the
+variation of the exchanges' sizes with the routing, and the two ranks' pieces not being aligned.
+Only the Python standard library is used.
+"""
+import argparse
+import json
+import re
+import statistics
+from collections import defaultdict
+
+
+def piece_costs(trace):
+    """Median compute seconds per forward piece, per backward piece, and the weight pieces of one
+    micro-batch, from rank 0's rows of a bench trace."""
+    ev = [e for e in trace["traceEvents"] if e.get("ph") == "X" and e.get("pid") == 0]
+    waits = [e for e in ev if e.get("tid") == 1]
+
+    def busy(e):
+        inside = sum(w["dur"] for w in waits if e["ts"] <= w["ts"] < e["ts"] + e["dur"])
+        return (e["dur"] - inside) / 1e6
+
+    fwd, bwd, wts = defaultdict(list), defaultdict(list), defaultdict(float)
+    for e in ev:
+        m = re.fullmatch(r"([FIB])0\.(\d+) piece (\d+)", e["name"])
+        if m:
+            (fwd if m.group(1) == "F" else bwd)[int(m.group(3))].append(busy(e))
+        m = re.fullmatch(r"W0\.(\d+)(?: piece \d+)?", e["name"])
+        if m:
+            wts[int(m.group(1))] += busy(e)
+    if not fwd or not bwd:
+        raise SystemExit("no pieces of overlapped pairs on rank 0: run bench with pp 1, ep > 1, "
+                         "parallel.overlap=true and --trace")
+    f = [statistics.median(fwd[i]) for i in sorted(fwd)]
+    b = [statistics.median(bwd[i]) for i in sorted(bwd)]
+    w = statistics.median(wts.values()) if wts else 0.0
+    return f, b, w
+
+
+def replay(order, window, f, b, w, link_s, early, slices=12):
+    """One step: `order` lists 'F'/'I' passes in schedule order; `window` of them are in flight
+    and take turns, one piece each; a piece waits for the exchange its pass's previous piece
+    started. Weight work (w per backward, in `slices` equal pieces) fills waits, oldest first."""
+    t = link_free = 0.0
+    pending = []  # weight work available: [seconds left]
+    queue = list(order)
+    active = []
+
+    def join():
+        kind = queue.pop(0)
+        active.append({"kind": kind, "pieces": f if kind == "F" else b, "next": 0, "ready": 0.0,
+                       "w": []})
+
+    while queue and len(active) < window:
+        join()
+    turn = 0
+    while active:
+        a = active[turn % len(active)]
+        while a["ready"] > t and pending:  # weight pieces while this pass's exchange travels
+            step = min(pending[0], w / slices)
+            pending[0] -= step
+            t += step
+            if pending[0] <= 1e-12:
+                pending.pop(0)
+        t = max(t, a["ready"])
+        t += a["pieces"][a["next"]]
+        a["next"] += 1
+        if a["kind"] == "I" and early:
+            pending.append(w / len(b))
+        if a["next"] < len(a["pieces"]):
+            link_free = max(t, link_free) + link_s
+            a["ready"] = link_free
+            turn += 1
+            continue
+        if a["kind"] == "I" and not early:
+            pending.append(w)
+        i = active.index(a)
+        active.pop(i)
+        if queue:
+            join()
+            active.insert(i, active.pop())
+            turn = i + 1
+        else:
+            turn = i
+    return t + sum(pending)
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("trace", nargs="?")
+    ap.add_argument("--gbps", type=float)
+    ap.add_argument("--a2a-bytes", type=float)
+    ap.add_argument("--synthetic", help="N,F,B,W: N pieces of F (forward) and B (backward) s, W s")
+    ap.add_argument("--ratio", type=float, default=1.0, help="with --synthetic: link / compute")
+    ap.add_argument("--micro", type=int, default=4)
+    args = ap.parse_args()
+    if args.synthetic:
+        n, fs, bs, w = (float(x) for x in args.synthetic.split(","))
+        f, b = [fs] * int(n), [bs] * int(n)
+    elif args.trace and args.gbps and args.a2a_bytes:
+        with open(args.trace) as fh:
+            f, b, w = piece_costs(json.load(fh))
+    else:
+        raise SystemExit("give TRACE.json --gbps G --a2a-bytes B, or --synthetic N,F,B,W")
+    exchanges = 2 * args.micro * (len(f) - 1)
+    compute = args.micro * (sum(f) + sum(b) + w)
+    if args.synthetic:
+        link_s = args.ratio * compute / exchanges
+    else:
+        link_s = args.a2a_bytes / exchanges * 8 / (args.gbps * 1e9)
+    print(f"pieces per pass {len(f)}; forward {sum(f):.3f} s, input-gradient backward {sum(b):.3f} s, "
+          f"weight pass {w:.3f} s per micro-batch; {exchanges} exchanges of {link_s * 1e3:.1f} ms")
+    print(f"compute per step {compute:.2f} s, link busy {exchanges * link_s:.2f} s "
+          f"(ratio {exchanges * link_s / compute:.2f})")
+    m = args.micro
+    pairs_order = ["F", "F"] + [x for k in range(m - 2) for x in ("F", "I")] + ["I", "I"]
+    for name, window, early in (("pairs", 2, False), ("early", 2, True), ("three", 3, True)):
+        s = replay(pairs_order, window, f, b, w, link_s, early)
+        print(f"{name:6s} step {s:.2f} s = {s / compute:.2f}x the compute")
+
+
+if __name__ == "__main__":
+    main()
