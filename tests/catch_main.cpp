@@ -1,3 +1,4 @@
-// The one translation unit that holds Catch2's main (it is slow to compile, so it is built once).
-#define CATCH_CONFIG_MAIN
-#include <catch2/catch.hpp>
+// main of the single-process test binaries (one per source folder).
+#include "catch_session.hpp"
+
+int main(int argc, char** argv) { return testing::run_catch(argc, argv); }

@@ -6,8 +6,7 @@
 //
 // --check-gpus N: exit 0 when at least N devices are usable, 77 otherwise (the multi-rank NCCL
 // tests call it before mpirun).
-#define CATCH_CONFIG_RUNNER
-#include <catch2/catch.hpp>
+#include "catch_session.hpp"
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
@@ -40,7 +39,7 @@ int main(int argc, char** argv) {
   }
   // Listing the tests runs none: allowed anywhere.
   for (int i = 1; i < argc; ++i)
-    if (std::strncmp(argv[i], "--list", 6) == 0) return Catch::Session().run(argc, argv);
+    if (std::strncmp(argv[i], "--list", 6) == 0) return testing::run_catch(argc, argv);
   const char* require = std::getenv("FLOTILLA_REQUIRE_GPU");
   if (a.devices == 0) {
     if (require && std::strcmp(require, "1") == 0) {
@@ -63,7 +62,7 @@ int main(int argc, char** argv) {
   gpu_testing::g_ctx.threads = 1;
   gpu_testing::g_runtime = rt.get();
   std::printf("GPU tests on %s\n", rt->describe().c_str());
-  const int rc = Catch::Session().run(argc, argv);
+  const int rc = testing::run_catch(argc, argv);
   gpu_testing::g_runtime = nullptr;
   return rc;
 }

@@ -2,10 +2,9 @@
 // confirmed N GPUs, so this binary never runs where it must skip). Every rank starts MPI, its
 // CUDA runtime on the GPU of its local rank and an NCCL communicator over the world; the process
 // exits non-zero on every rank when any rank saw a failure.
-#define CATCH_CONFIG_RUNNER
 #include <mpi.h>
 
-#include <catch2/catch.hpp>
+#include "catch_session.hpp"
 #include <memory>
 
 #include "launch/environment.hpp"
@@ -47,9 +46,7 @@ int main(int argc, char** argv) {
     nccl_testing::g_mpi = &mpi;
     nccl_testing::g_cuda = &cuda;
     nccl_testing::g_nccl = nccl.get();
-    Catch::Session session;
-    int rc = session.applyCommandLine(argc, argv);
-    if (rc == 0) rc = session.run();
+    const int rc = testing::run_catch(argc, argv);
     int mine = rc != 0, any = 0;
     MPI_Allreduce(&mine, &any, 1, MPI_INT, MPI_MAX, MPI_COMM_WORLD);
     failed = any;

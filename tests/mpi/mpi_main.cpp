@@ -2,8 +2,7 @@
 // collective), and the process exits non-zero on every rank when any rank saw a failure, so
 // mpirun and CTest report it whichever rank failed. A test that leaves a peer waiting hits the
 // communicator's timeout and ends the job instead of hanging CTest.
-#define CATCH_CONFIG_RUNNER
-#include <catch2/catch.hpp>
+#include "catch_session.hpp"
 #include <mpi.h>
 
 #include <cstdlib>
@@ -22,9 +21,7 @@ int main(int argc, char** argv) {
   {
     parallel::MpiRuntime runtime(/*comm_timeout_s=*/120, 0, 0);
     testing::g_runtime = &runtime;
-    Catch::Session session;
-    int rc = session.applyCommandLine(argc, argv);
-    if (rc == 0) rc = session.run();
+    const int rc = testing::run_catch(argc, argv);
     int mine = rc != 0, any = 0;
     MPI_Allreduce(&mine, &any, 1, MPI_INT, MPI_MAX, MPI_COMM_WORLD);
     failed = any;
