@@ -66,13 +66,12 @@ def replay(order, window, f, b, w, link_s, early, slices=12):
     queue = list(order)
     active = []
 
-    def join():
+    def join(at):  # the next pass of the schedule takes a place in the rotation
         kind = queue.pop(0)
-        active.append({"kind": kind, "pieces": f if kind == "F" else b, "next": 0, "ready": 0.0,
-                       "w": []})
+        active.insert(at, {"kind": kind, "pieces": f if kind == "F" else b, "next": 0, "ready": 0.0})
 
     while queue and len(active) < window:
-        join()
+        join(len(active))
     turn = 0
     while active:
         a = active[turn % len(active)]
@@ -97,8 +96,7 @@ def replay(order, window, f, b, w, link_s, early, slices=12):
         i = active.index(a)
         active.pop(i)
         if queue:
-            join()
-            active.insert(i, active.pop())
+            join(i)
             turn = i + 1
         else:
             turn = i
