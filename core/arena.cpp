@@ -59,10 +59,12 @@ Tensor BumpArena::zeros(DType dtype, std::initializer_list<int64_t> dims) {
 
 void BumpArena::reset() {
   // More than one block means the first steps outgrew the arena: replace them with one block that
-  // holds the high-water mark, so later steps neither allocate nor fragment.
+  // holds the high-water mark, so later steps neither allocate nor fragment; with headroom from the
+  // second fold on, when the sizes have shown that they vary.
   if (blocks_.size() > 1) {
     blocks_.clear();
-    add_block(high_water_);
+    add_block(folded_ ? high_water_ + high_water_ / 8 : high_water_);
+    folded_ = true;
   }
   current_ = 0;
   offset_ = 0;
