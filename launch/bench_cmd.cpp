@@ -10,6 +10,7 @@
 
 #include "core/config.hpp"
 #include "core/context.hpp"
+#include "core/error.hpp"
 #include "core/trainer.hpp"
 #include "kernels/ops.hpp"
 #include "launch/commands.hpp"
@@ -62,6 +63,12 @@ int run_bench(const BenchArgs& args) {
 int bench_body(const BenchArgs& args, const core::Config& cfg, Runtime& rt) {
   core::Context& ctx = rt.ctx;
 
+  if (args.against_free_link && (cfg.parallel.link.bandwidth_gbps <= 0 || ctx.world_size < 2))
+    FLOT_THROW(core::ConfigError,
+               "bench --against-free-link compares steps over an emulated link with steps without "
+               "it, and this run has none (parallel.link.bandwidth_gbps = {}, {} rank(s)); set "
+               "parallel.link.bandwidth_gbps > 0 and launch more than one rank with mpirun",
+               cfg.parallel.link.bandwidth_gbps, ctx.world_size);
   core::Trainer trainer(cfg, ctx, /*run_dir=*/"", /*log=*/false);
   if (!args.trace.empty()) trainer.trace_step(args.warmup + 1, args.trace);
   for (int i = 0; i < args.warmup; ++i) trainer.step();
@@ -71,8 +78,21 @@ int bench_body(const BenchArgs& args, const core::Config& cfg, Runtime& rt) {
   // CPU time of the timed steps (every thread of this process): unlike wall time, barely moved
   // by other processes sharing the cores.
   const double cpu0 = cpu_seconds();
+  // With --against-free-link: the free-link step of each pair, and link step / free step per pair.
+  std::vector<double> free_times, slowdowns;
+  auto free_step = [&] {
+    ctx.comm->set_link_suspended(true);
+    free_times.push_back(trainer.step().step_time_s);
+    ctx.comm->set_link_suspended(false);
+  };
   for (int i = 0; i < args.steps; ++i) {
+    // Free step first in every other pair, so that a drifting machine favours neither.
+    if (args.against_free_link && i % 2 == 1) free_step();
     core::StepMetrics m = trainer.step();
+    if (args.against_free_link) {
+      if (i % 2 == 0) free_step();
+      slowdowns.push_back(m.step_time_s / free_times.back());
+    }
     times.push_back(m.step_time_s);
     fwd.push_back(m.forward_s);
     bwd.push_back(m.backward_s);
@@ -86,7 +106,8 @@ int bench_body(const BenchArgs& args, const core::Config& cfg, Runtime& rt) {
     peak_act = std::max(peak_act, m.peak_activations);
     last_loss = m.loss;
   }
-  const double cpu_per_step = (cpu_seconds() - cpu0) / args.steps;
+  const double cpu_per_step =
+      (cpu_seconds() - cpu0) / (args.steps * (args.against_free_link ? 2 : 1));
   const double step_time = median(times);
   const double tokens_per_s = trainer.tokens_per_step() / step_time;
   const double flops_per_token = trainer.model().flops_per_token();
@@ -130,6 +151,11 @@ int bench_body(const BenchArgs& args, const core::Config& cfg, Runtime& rt) {
   if (!a2a_s.empty()) j["a2a_s"] = median(a2a_s);
   if (!a2a_exposed.empty()) j["a2a_exposed_s"] = median(a2a_exposed);
   j["link_gbps"] = cfg.parallel.link.bandwidth_gbps;
+  if (args.against_free_link) {
+    // step_time_s and the communication figures above are the link steps'.
+    j["free_link_step_time_s"] = median(free_times);
+    j["link_slowdown"] = median(slowdowns);
+  }
   j["overlap"] = cfg.parallel.overlap;
   j["loss"] = last_loss;
   if (ctx.rank == 0) fmt::print("{}\n", j.dump());

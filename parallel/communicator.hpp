@@ -119,6 +119,9 @@ class Communicator {
   // Recording for traces, process-wide like the counters: while on, every operation's time in
   // flight and every wait are kept until taken.
   virtual void set_recording(bool on) { (void)on; }
+  // Suspends or resumes the emulated link (parallel.link) of this rank, for every communicator
+  // split from the same world; no-op without one. Call it on every rank between steps.
+  virtual void set_link_suspended(bool suspended) { (void)suspended; }
   virtual std::vector<CommRecord> take_records() { return {}; }
 };
 

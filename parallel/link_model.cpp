@@ -40,6 +40,11 @@ LinkModel::LinkModel(double bandwidth_gbps, double latency_us, unsigned traffic)
   latency_s_ = bandwidth_gbps > 0 ? latency_us * 1e-6 : 0.0;
 }
 
+void LinkModel::set_suspended(bool suspended) {
+  suspended_ = suspended;
+  free_at_ = 0;
+}
+
 double LinkModel::arrival(double now, int64_t bytes, int extra_latency_steps, Traffic traffic) {
   if (!enabled() || !(traffic_ & (1u << static_cast<unsigned>(traffic)))) return now;
   const double start = std::max(now, free_at_);

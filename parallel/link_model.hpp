@@ -29,8 +29,12 @@ class LinkModel {
 
   LinkModel() = default;
   LinkModel(double bandwidth_gbps, double latency_us, unsigned traffic = kAllTraffic);
-  // Off when the bandwidth is 0: messages leave at once.
-  bool enabled() const { return seconds_per_byte_ > 0; }
+  // Off when the bandwidth is 0 or the link is suspended: messages leave at once.
+  bool enabled() const { return seconds_per_byte_ > 0 && !suspended_; }
+  // Suspended, the link lets every message leave at once until resumed (`flotilla bench
+  // --against-free-link` times steps with and without it in one run); resuming starts from an
+  // empty queue.
+  void set_suspended(bool suspended);
   // The time (same clock as `now`, seconds) at which a message of `bytes` posted at `now` has
   // arrived, and the link is busy until it has left. extra_latency_steps adds that many further
   // latencies (collectives made of several dependent messages). Traffic the link does not carry
@@ -43,6 +47,7 @@ class LinkModel {
   double seconds_per_byte_ = 0, latency_s_ = 0;
   double free_at_ = 0;  // when the outgoing link has sent everything queued so far
   unsigned traffic_ = kAllTraffic;
+  bool suspended_ = false;
 };
 
 }  // namespace parallel

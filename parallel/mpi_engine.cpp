@@ -102,6 +102,11 @@ double Engine::arrival(int64_t bytes, int extra_latency_steps, Traffic traffic) 
   return link_.arrival(now_s(), bytes, extra_latency_steps, traffic);
 }
 
+void Engine::set_link_suspended(bool suspended) {
+  std::lock_guard<std::mutex> lk(mu_);
+  link_.set_suspended(suspended);
+}
+
 void Engine::count_bytes(Traffic t, int64_t bytes) {
   std::lock_guard<std::mutex> lk(mu_);
   stats_.bytes_sent[static_cast<int>(t)] += bytes;

@@ -75,6 +75,7 @@ class Engine {
   // The emulated arrival time of a message of `bytes` leaving now (see LinkModel).
   double arrival(int64_t bytes, int extra_latency_steps, Traffic traffic);
   bool link_enabled() const { return link_.enabled(); }
+  void set_link_suspended(bool suspended);
   void count_bytes(Traffic t, int64_t bytes);
   CommStats stats() const;
   int world_rank() const { return world_rank_; }

@@ -32,6 +32,18 @@ TEST_CASE("link model arithmetic: latency, bandwidth and a shared outgoing queue
   CHECK(link.arrival(3.0, 0, 2) == Approx(3.0 + 30e-6));
 }
 
+TEST_CASE("a suspended link lets messages leave at once and resumes with an empty queue", "[link]") {
+  parallel::LinkModel link(8.0, 10.0);  // 1 GB/s, 10 us
+  CHECK(link.arrival(1.0, 1000000) == Approx(1.0 + 1e-3 + 10e-6));
+  link.set_suspended(true);
+  CHECK_FALSE(link.enabled());
+  CHECK(link.arrival(1.0, 1000000) == 1.0);
+  link.set_suspended(false);
+  CHECK(link.enabled());
+  // the message queued before the suspension no longer holds the link
+  CHECK(link.arrival(1.0, 1000000) == Approx(1.0 + 1e-3 + 10e-6));
+}
+
 TEST_CASE("link traffic classes: only the chosen ones take the link", "[link]") {
   using parallel::LinkModel;
   using parallel::Traffic;
