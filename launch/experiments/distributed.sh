@@ -6,8 +6,9 @@
 #   link50   dp 2 ep 2 over an emulated 50 Gbit/s, 5 us link (DeepSeek-V3's InfiniBand class):
 #            all-to-all bytes, communication in flight and exposed, overlap off and on
 #   overlap  the link set so that one step's all-to-all takes about as long as its computation
-#            (DeepSeek-V3's 1:1): exposed communication and step time against a free link,
-#            overlap on and off, for pp 1 x ep 2 (2 ranks) and pp 2 x ep 2 (4 ranks). Only the
+#            (DeepSeek-V3's 1:1): exposed communication and step time against a free link (bench
+#            --against-free-link: every timed step also run with the link suspended), overlap on
+#            and off, for pp 1 x ep 2 (2 ranks) and pp 2 x ep 2 (4 ranks). Only the
 #            all-to-all takes the emulated link (LINK_TRAFFIC=expert_a2a; LINK_TRAFFIC=all slows
 #            the data-parallel reduction and the pipeline's messages too)
 #   bubbles  measured bubble fraction of 1f1b, dualpipe and dualpipev (pp 2, 2 ranks) beside the
@@ -32,7 +33,8 @@ run() {  # ranks, then flotilla bench arguments; prints the JSON line
   fi | grep '^{'
 }
 field() { echo "$1" | grep -o "\"$2\":[^,}]*" | cut -d: -f2 | tr -d '"'; }
-# CONFIG=tiny (or another configs/ name) measures a smaller model: every figure comes much faster.
+# CONFIG=tiny (or another configs/ name) measures a smaller model: every figure comes much faster;
+# CONFIG=bench-overlap is the overlap benchmark's shape with DeepSeek-V3's head-to-blocks proportion.
 bench_cpu=(--config "$root/configs/${CONFIG:-bench-cpu}.yaml" --set train.threads=1)
 
 if [ "$what" = scaling ] || [ "$what" = all ]; then
@@ -76,12 +78,18 @@ if [ "$what" = overlap ] || [ "$what" = all ]; then
     gbps=$(awk -v b="$bytes" -v s="$step" 'BEGIN {printf "%.4f", b * 8 / s / 1e9}')
     echo "overlap: $ranks ranks${extra[*]:+ ${extra[*]}}: free link step $step s, a2a $bytes B/rank -> link $gbps Gbit/s"
     for overlap in false true; do
+      # Each timed step twice, over the link and with it suspended, alternating: the slowdown is
+      # the median ratio of the two steps of a pair, which a noisy machine moves far less than
+      # the ratio of two runs' medians.
       j=$(run "$ranks" "${pairs[@]}" "${extra[@]}" --set train.global_batch_size=$((4 * micro * ranks)) \
           --set parallel.link.bandwidth_gbps="$gbps" --set parallel.link.latency_us=5 \
-          --set parallel.link.traffic="${LINK_TRAFFIC:-expert_a2a}" --set parallel.overlap=$overlap)
-      awk -v s="$(field "$j" step_time_s)" -v f="$step" -v c="$(field "$j" a2a_s)" -v e="$(field "$j" a2a_exposed_s)" \
-          -v ac="$(field "$j" comm_s)" -v ae="$(field "$j" exposed_comm_s)" -v o="$overlap" -v r="$ranks" \
-          'BEGIN {printf "overlap: %s ranks, overlap %s: step %.3f s (%.2fx the free link), all-to-all in flight %.3f s, exposed %.3f s (%.0f%%); all communication in flight %.3f s, exposed %.3f s\n", r, o, s, s / f, c, e, 100 * e / c, ac, ae}'
+          --set parallel.link.traffic="${LINK_TRAFFIC:-expert_a2a}" --set parallel.overlap=$overlap \
+          --against-free-link)
+      awk -v s="$(field "$j" step_time_s)" -v f="$(field "$j" free_link_step_time_s)" \
+          -v x="$(field "$j" link_slowdown)" -v c="$(field "$j" a2a_s)" -v e="$(field "$j" a2a_exposed_s)" \
+          -v l="$(awk -v b="$bytes" -v g="$gbps" 'BEGIN {print b * 8 / g / 1e9}')" \
+          -v o="$overlap" -v r="$ranks" \
+          'BEGIN {printf "overlap: %s ranks, overlap %s: step %.3f s against %.3f s with the link suspended: %.2fx (median per pair); all-to-all on the link %.3f s, in flight %.3f s, exposed %.3f s (%.0f%% of the link time)\n", r, o, s, f, x, l, c, e, 100 * e / l}'
       echo "overlap: $j"
     done
   done

@@ -13,9 +13,12 @@ Policies:
              weight pieces run while the next piece would wait
   early      pairs, and a backward's weight pieces run as soon as its input pass has passed them
   three      three micro-batches in flight, round robin, weight pieces as in pairs
+  feed       two in flight, but the next piece is one whose exchange has arrived and which
+             starts the next exchange soonest (the link is fed first), not a strict alternation
+  feed3      the same with three in flight; with --split S also with pieces cut to <= S seconds
 It prints the step time of each against the step's compute alone (the free link).
 
-Usage: launch/experiments/overlap_model.py TRACE.json --gbps G --a2a-bytes B [--micro M]
+Usage: launch/experiments/overlap_model.py TRACE.json --gbps G --a2a-bytes B [--micro M] [--split S]
 (G and B: link_gbps and a2a_bytes of the same run's bench JSON line; M: micro-batches per rank),
 or launch/experiments/overlap_model.py --synthetic N,F,B,W [--ratio R] [--micro M] for passes of N
 equal pieces (F seconds forward, B backward, W the weight pass) and a link R times the compute.
@@ -25,6 +28,7 @@ Only the Python standard library is used.
 """
 import argparse
 import json
+import math
 import re
 import statistics
 from collections import defaultdict
@@ -57,10 +61,25 @@ def piece_costs(trace):
     return f, b, w
 
 
-def replay(order, window, f, b, w, link_s, early, slices=12):
-    """One step: `order` lists 'F'/'I' passes in schedule order; `window` of them are in flight
-    and take turns, one piece each; a piece waits for the exchange its pass's previous piece
-    started. Weight work (w per backward, in `slices` equal pieces) fills waits, oldest first."""
+def cut(pieces, split):
+    """A pass as (seconds, starts an exchange after it) steps: every piece but the last starts
+    one; with `split`, a piece longer than that is cut into equal steps and only its last starts
+    the exchange (what a stage with finer pieces, e.g. the head by rows, would offer)."""
+    steps = []
+    for i, c in enumerate(pieces):
+        k = max(1, math.ceil(c / split - 1e-9)) if split else 1
+        steps += [(c / k, j == k - 1 and i < len(pieces) - 1) for j in range(k)]
+    return steps
+
+
+def replay(order, window, f, b, w, link_s, early, feed=False, split=None, slices=12):
+    """One step: `order` lists 'F'/'I' passes in schedule order; `window` of them are in flight.
+    Without `feed` they take turns, one piece each (what the executor does); with `feed` the next
+    step is that of a pass whose exchange has arrived with the least compute left before it starts
+    its next exchange (so the link is fed as early as possible). A step waits for the exchange
+    its pass started last. Weight work (w per backward, in `slices` equal pieces) fills waits,
+    oldest first."""
+    F, B = cut(f, split), cut(b, split)
     t = link_free = 0.0
     pending = []  # weight work available: [seconds left]
     queue = list(order)
@@ -68,13 +87,26 @@ def replay(order, window, f, b, w, link_s, early, slices=12):
 
     def join(at):  # the next pass of the schedule takes a place in the rotation
         kind = queue.pop(0)
-        active.insert(at, {"kind": kind, "pieces": f if kind == "F" else b, "next": 0, "ready": 0.0})
+        active.insert(at, {"kind": kind, "steps": F if kind == "F" else B, "next": 0, "ready": 0.0})
+
+    def to_exchange(a):
+        c = 0.0
+        for sec, starts in a["steps"][a["next"]:]:
+            c += sec
+            if starts:
+                return c
+        return math.inf
 
     while queue and len(active) < window:
         join(len(active))
     turn = 0
     while active:
-        a = active[turn % len(active)]
+        if feed:
+            ready = [x for x in active if x["ready"] <= t]
+            a = (min(ready, key=lambda x: (to_exchange(x), active.index(x))) if ready
+                 else min(active, key=lambda x: x["ready"]))
+        else:
+            a = active[turn % len(active)]
         while a["ready"] > t and pending:  # weight pieces while this pass's exchange travels
             step = min(pending[0], w / slices)
             pending[0] -= step
@@ -82,14 +114,17 @@ def replay(order, window, f, b, w, link_s, early, slices=12):
             if pending[0] <= 1e-12:
                 pending.pop(0)
         t = max(t, a["ready"])
-        t += a["pieces"][a["next"]]
+        sec, starts = a["steps"][a["next"]]
+        t += sec
         a["next"] += 1
-        if a["kind"] == "I" and early:
-            pending.append(w / len(b))
-        if a["next"] < len(a["pieces"]):
+        if a["kind"] == "I" and early and starts:
+            pending.append(w / (len(b) - 1))
+        if starts:
             link_free = max(t, link_free) + link_s
             a["ready"] = link_free
-            turn += 1
+        if a["next"] < len(a["steps"]):
+            if starts:
+                turn += 1
             continue
         if a["kind"] == "I" and not early:
             pending.append(w)
@@ -111,6 +146,7 @@ def main():
     ap.add_argument("--synthetic", help="N,F,B,W: N pieces of F (forward) and B (backward) s, W s")
     ap.add_argument("--ratio", type=float, default=1.0, help="with --synthetic: link / compute")
     ap.add_argument("--micro", type=int, default=4)
+    ap.add_argument("--split", type=float, help="also: feed3 with pieces cut to at most this many s")
     args = ap.parse_args()
     if args.synthetic:
         n, fs, bs, w = (float(x) for x in args.synthetic.split(","))
@@ -132,9 +168,14 @@ def main():
           f"(ratio {exchanges * link_s / compute:.2f})")
     m = args.micro
     pairs_order = ["F", "F"] + [x for k in range(m - 2) for x in ("F", "I")] + ["I", "I"]
-    for name, window, early in (("pairs", 2, False), ("early", 2, True), ("three", 3, False)):
-        s = replay(pairs_order, window, f, b, w, link_s, early)
-        print(f"{name:6s} step {s:.2f} s = {s / compute:.2f}x the compute")
+    for name, window, early, feed, split in (
+            ("pairs", 2, False, False, None), ("early", 2, True, False, None),
+            ("three", 3, False, False, None), ("feed", 2, False, True, None),
+            ("feed3", 3, False, True, None), ("feed3 split", 3, False, True, args.split)):
+        if split is None and name.endswith("split"):
+            continue
+        s = replay(pairs_order, window, f, b, w, link_s, early, feed, split)
+        print(f"{name:11s} step {s:.2f} s = {s / compute:.2f}x the compute")
 
 
 if __name__ == "__main__":
