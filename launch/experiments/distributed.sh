@@ -34,7 +34,7 @@ run() {  # ranks, then flotilla bench arguments; prints the JSON line
 }
 field() { echo "$1" | grep -o "\"$2\":[^,}]*" | cut -d: -f2 | tr -d '"'; }
 # CONFIG=tiny (or another configs/ name) measures a smaller model: every figure comes much faster;
-# CONFIG=bench-overlap is the overlap benchmark's shape with DeepSeek-V3's head-to-blocks proportion.
+# CONFIG=bench-overlap is the overlap benchmark's shape, its heads' share of the compute nearer V3's.
 bench_cpu=(--config "$root/configs/${CONFIG:-bench-cpu}.yaml" --set train.threads=1)
 
 if [ "$what" = scaling ] || [ "$what" = all ]; then

@@ -118,7 +118,7 @@ def replay(order, window, f, b, w, link_s, early, feed=False, split=None, slices
         t += sec
         a["next"] += 1
         if a["kind"] == "I" and early and starts:
-            pending.append(w / (len(b) - 1))
+            pending.append(w / max(1, len(b) - 1))
         if starts:
             link_free = max(t, link_free) + link_s
             a["ready"] = link_free
@@ -156,6 +156,8 @@ def main():
             f, b, w = piece_costs(json.load(fh))
     else:
         raise SystemExit("give TRACE.json --gbps G --a2a-bytes B, or --synthetic N,F,B,W")
+    if len(f) < 2:
+        raise SystemExit("a pass of one piece starts no exchange: nothing to overlap (N >= 2)")
     exchanges = 2 * args.micro * (len(f) - 1)
     compute = args.micro * (sum(f) + sum(b) + w)
     if args.synthetic:
