@@ -16,6 +16,13 @@ namespace core {
 // Base of every error the framework throws on purpose.
 struct Error : std::runtime_error {
   using std::runtime_error::runtime_error;
+  // Set on the one rank of a job that says the message when the ranks agreed on bad input
+  // (the lowest rank that found it), so that a problem seen by rank 3 alone is still printed.
+  void mark_reporter() { reporter_ = true; }
+  bool reporter() const { return reporter_; }
+
+ private:
+  bool reporter_ = false;
 };
 // Invalid configuration: unknown key, wrong type, impossible value or combination.
 struct ConfigError : Error {

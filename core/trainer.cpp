@@ -115,7 +115,14 @@ Trainer::Trainer(const Config& cfg, Context& ctx, const std::string& run_dir, bo
     if (bad > 0 && !(failure && world->size() - world->rank() == bad))
       throw PeerError(fmt::format("rank {} reported bad input", world->size() - static_cast<int>(bad)));
   }
-  if (failure) std::rethrow_exception(failure);
+  if (failure) {
+    try {
+      std::rethrow_exception(failure);
+    } catch (Error& e) {
+      e.mark_reporter();
+      throw;
+    }
+  }
   const parallel::ScheduleKind kind = sched_.kind;
 
   grid_ = std::make_unique<parallel::Grid>(*world, cfg_.parallel.pp, cfg_.parallel.ep);

@@ -4,13 +4,45 @@
 #include <CLI/CLI.hpp>
 #include <fmt/format.h>
 
+#include <chrono>
+#include <csignal>
 #include <cstdio>
+#include <thread>
 
 #include "core/error.hpp"
 #include "launch/commands.hpp"
 #include "launch/environment.hpp"
 
 namespace launch {
+namespace {
+
+// A rank that stays silent about bad input gives the reporting rank this long to print and exit:
+// mpirun ends a job at the first non-zero exit code, and a silent rank exiting first could take
+// the message down with the job.
+constexpr auto kReporterGrace = std::chrono::seconds(3);
+
+void wait_for_reporter() {
+  // Nothing is left to save: the launcher's stop signal ends the wait at once.
+  std::signal(SIGTERM, SIG_DFL);
+  std::signal(SIGINT, SIG_DFL);
+  std::this_thread::sleep_for(kReporterGrace);
+}
+
+// Bad input found before communication: rank 0 or the rank the job agreed on says it; any other
+// rank waits for that one (it is normally ended by the launcher meanwhile) and says it too only if
+// it is still running, so that the message is never lost.
+int refuse(const char* kind, const core::Error& e) {
+  const int rank = read_launch_env().rank;
+  if (rank == 0) {
+    std::fprintf(stderr, "flotilla: %s: %s\n", kind, e.what());
+    return 2;
+  }
+  if (!e.reporter()) wait_for_reporter();
+  std::fprintf(stderr, "flotilla: rank %d: %s: %s\n", rank, kind, e.what());
+  return 2;
+}
+
+}  // namespace
 
 int run_cli(int argc, char** argv) {
   CLI::App app{"flotilla: pretraining of DeepSeek-V3-style mixture-of-experts models"};
@@ -114,14 +146,12 @@ int run_cli(int argc, char** argv) {
     if (*ex) return run_export(exporting);
     if (*im) return run_import(imp);
   } catch (const core::PeerError&) {
-    return 2;  // the rank that found the problem printed it
+    wait_for_reporter();  // the rank that found the problem prints it
+    return 2;
   } catch (const core::ConfigError& e) {
-    // Found before communication, the same on every rank of a job: rank 0 says it.
-    if (read_launch_env().rank == 0) std::fprintf(stderr, "flotilla: config error: %s\n", e.what());
-    return 2;
+    return refuse("config error", e);
   } catch (const core::DataError& e) {
-    if (read_launch_env().rank == 0) std::fprintf(stderr, "flotilla: data error: %s\n", e.what());
-    return 2;
+    return refuse("data error", e);
   } catch (const std::exception& e) {
     // After communication has started, peers may be waiting in a collective: end the whole job.
     if (parallel::mpi_active()) core::fatal(e.what());

@@ -84,6 +84,20 @@ TEST_CASE("invalid layouts are refused on every rank before any communication, e
   }
 }
 
+TEST_CASE("bad input found by one rank alone is printed by that rank and ends the job, exit code 2",
+          "[mpi]") {
+  // Two app contexts: rank 1 alone is given a data file that does not exist.
+  std::string dir = temp_dir("mpi-one-rank");
+  const std::string args = " train --set train.steps=1 --set train.seq_len=32 --run-dir " + dir;
+  auto r = run_shell(mpirun(1) + args + " : -np 1 " FLOTILLA_BINARY + args +
+                     " --set data.kind=text --set data.path=" + dir + "/missing.txt 2>&1");
+  INFO(r.output);
+  CHECK(r.code == 2);
+  CHECK_THAT(r.output, Contains("flotilla: rank 1: data error") && Contains("missing.txt"));
+  CHECK_THAT(r.output, !Contains("step 1/") && !Contains("stop signal"));
+  CHECK_THAT(r.output, !Contains("fatal"));
+}
+
 namespace {
 // Starts a long two-rank training, waits until it has taken two steps, sends `signal` to rank 1,
 // and reports how long mpirun took to end after that and with what code.
