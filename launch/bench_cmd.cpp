@@ -50,6 +50,17 @@ double cpu_seconds() {
   return sec(ru.ru_utime) + sec(ru.ru_stime);
 }
 
+// The step --trace records: the last timed step over the link. The first timed steps can still
+// grow an activation slot (routing sends a rank more rows than ever before): hundreds of
+// thousands of page faults and seconds of kernel time that a trace would show as slower
+// compute, which the steady state does not have.
+int64_t traced_step(const BenchArgs& args) {
+  const int64_t last = args.steps - 1;  // timed step index i of the last pair or step
+  if (!args.against_free_link) return args.warmup + args.steps;
+  // Pair i takes steps warmup + 2i + 1 and + 2; the link step comes first when i is even.
+  return args.warmup + 2 * last + (last % 2 == 0 ? 1 : 2);
+}
+
 }  // namespace
 
 int bench_body(const BenchArgs& args, const core::Config& cfg, Runtime& rt);
@@ -70,7 +81,7 @@ int bench_body(const BenchArgs& args, const core::Config& cfg, Runtime& rt) {
                "parallel.link.bandwidth_gbps > 0 and launch more than one rank with mpirun",
                cfg.parallel.link.bandwidth_gbps, ctx.world_size);
   core::Trainer trainer(cfg, ctx, /*run_dir=*/"", /*log=*/false);
-  if (!args.trace.empty()) trainer.trace_step(args.warmup + 1, args.trace);
+  if (!args.trace.empty()) trainer.trace_step(traced_step(args), args.trace);
   for (int i = 0; i < args.warmup; ++i) trainer.step();
   std::vector<double> times, fwd, bwd, opt, a2a, comm, exposed, bubble, a2a_s, a2a_exposed;
   double last_loss = 0;

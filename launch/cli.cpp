@@ -67,7 +67,7 @@ int run_cli(int argc, char** argv) {
       ->allow_extra_args(false);
   b->add_option("--steps", bench.steps, "timed steps after warm-up")->check(CLI::PositiveNumber);
   b->add_option("--warmup", bench.warmup, "untimed warm-up steps")->check(CLI::NonNegativeNumber);
-  b->add_option("--trace", bench.trace, "write a Chrome trace of the first timed step");
+  b->add_option("--trace", bench.trace, "write a Chrome trace of the last timed step (over the link with --against-free-link)");
   b->add_flag("--against-free-link", bench.against_free_link,
               "time each step over the emulated link and again with the link suspended, "
               "alternating; adds free_link_step_time_s and link_slowdown");

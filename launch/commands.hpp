@@ -21,7 +21,7 @@ struct BenchArgs {
   std::vector<std::string> overrides;
   int steps = 5;
   int warmup = 2;
-  std::string trace;  // Chrome trace of the first timed step; empty = none
+  std::string trace;  // Chrome trace of the last timed (link) step; empty = none
   // Each timed step is a pair: one over the emulated link (parallel.link), one with the link
   // suspended, in alternating order, so that both see the same machine (docs/performance.md).
   bool against_free_link = false;

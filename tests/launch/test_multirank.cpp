@@ -49,7 +49,8 @@ TEST_CASE("bench --against-free-link times each step over the emulated link and 
       "bench --config " FLOTILLA_SOURCE_DIR "/configs/tiny.yaml --steps 2 --warmup 1 --against-free-link"
       " --set train.seq_len=32 --set train.global_batch_size=8 --set parallel.ep=2"
       " --set parallel.link.bandwidth_gbps=0.02 --set parallel.link.traffic=expert_a2a";
-  auto r = run_mpi(2, args);
+  const std::string trace = temp_dir("bench-free-link") + "/trace.json";
+  auto r = run_mpi(2, args + " --trace " + trace);
   INFO(r.output);
   REQUIRE(r.code == 0);
   auto j = nlohmann::json::parse(r.output.substr(r.output.find('{')));
@@ -58,6 +59,14 @@ TEST_CASE("bench --against-free-link times each step over the emulated link and 
   CHECK(link > free);
   CHECK(j.at("link_slowdown").get<double>() > 1);
   CHECK(j.at("a2a_exposed_s").get<double>() > 0);
+  // The trace is of the last link step (step 5 here: the second pair runs free first), not of
+  // the free step after it: rank 0's all-to-all is in flight for most of the link time.
+  auto t = nlohmann::json::parse(read_text(trace));
+  double a2a_us = 0;
+  for (const auto& e : t.at("traceEvents"))
+    if (e.value("pid", -1) == 0 && e.value("cat", "") == "expert_a2a")
+      a2a_us += (e.at("ph") == "e" ? 1 : -1) * e.at("ts").get<double>();
+  CHECK(a2a_us / 1e6 > 0.5 * j.at("a2a_s").get<double>());
   // without a link to compare there is nothing to measure: refused, exit code 2
   auto none = run_flotilla("bench --config " FLOTILLA_SOURCE_DIR "/configs/tiny.yaml --steps 1 --against-free-link");
   CHECK(none.code == 2);
