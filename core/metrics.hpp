@@ -33,6 +33,10 @@ struct StepMetrics {
   std::optional<double> comm_s, exposed_comm_s;
   // The expert all-to-all alone: time in flight, and time compute waited for it.
   std::optional<double> a2a_s, a2a_exposed_s;
+  // Per exchange the larger of the bytes a rank sent and received, summed (slowest rank): an
+  // exchange lasts until its larger side has arrived, so this over the link's bandwidth is the
+  // step's all-to-all time on an otherwise idle link; uneven routing puts it above a2a_bytes.
+  std::optional<int64_t> a2a_paced_bytes;
   // Pipelines: the share of the step spent waiting for pipeline messages (the bubble).
   std::optional<double> bubble_fraction;
   int peak_activations = 0;  // micro-batch forwards in flight at once on a rank (largest)
@@ -69,6 +73,7 @@ void visit_logged_fields(const StepMetrics& m, F&& f) {
   f("exposed_comm_s", "comm", m.exposed_comm_s);
   f("a2a_s", "comm", m.a2a_s);
   f("a2a_exposed_s", "comm", m.a2a_exposed_s);
+  f("a2a_paced_bytes", "comm", m.a2a_paced_bytes);
   f("bubble_fraction", "pipeline", m.bubble_fraction);
   f("peak_activations", "pipeline", m.peak_activations);
   f("skipped", "", m.skipped);

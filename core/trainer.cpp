@@ -376,7 +376,8 @@ StepMetrics Trainer::step() {
       pipeline_wait / m.step_time_s,
       static_cast<double>(run.peak_activations),
       now.traffic_in_flight_s[a2a] - last_stats_.traffic_in_flight_s[a2a],
-      now.wait_s[a2a] - last_stats_.wait_s[a2a]};
+      now.wait_s[a2a] - last_stats_.wait_s[a2a],
+      static_cast<double>(now.exchange_bytes[a2a] - last_stats_.exchange_bytes[a2a])};
   last_stats_ = now;
   grid_->world().all_reduce(Tensor::of(worst.data(), {static_cast<int64_t>(worst.size())}),
                             parallel::ReduceOp::max)->wait();
@@ -392,6 +393,7 @@ StepMetrics Trainer::step() {
     if (cfg_.parallel.ep > 1) {
       m.a2a_s = worst[8];
       m.a2a_exposed_s = worst[9];
+      m.a2a_paced_bytes = static_cast<int64_t>(worst[10]);
     }
   }
   m.peak_activations = static_cast<int>(worst[7]);

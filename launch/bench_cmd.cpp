@@ -16,6 +16,7 @@
 #include "launch/commands.hpp"
 #include "launch/environment.hpp"
 #include "parallel/communicator.hpp"
+#include "parallel/link_model.hpp"
 
 namespace launch {
 namespace {
@@ -83,7 +84,7 @@ int bench_body(const BenchArgs& args, const core::Config& cfg, Runtime& rt) {
   core::Trainer trainer(cfg, ctx, /*run_dir=*/"", /*log=*/false);
   if (!args.trace.empty()) trainer.trace_step(traced_step(args), args.trace);
   for (int i = 0; i < args.warmup; ++i) trainer.step();
-  std::vector<double> times, fwd, bwd, opt, a2a, comm, exposed, bubble, a2a_s, a2a_exposed;
+  std::vector<double> times, fwd, bwd, opt, a2a, comm, exposed, bubble, a2a_s, a2a_exposed, paced;
   double last_loss = 0;
   int peak_act = 0;
   // CPU time of the timed steps (every thread of this process): unlike wall time, barely moved
@@ -114,6 +115,7 @@ int bench_body(const BenchArgs& args, const core::Config& cfg, Runtime& rt) {
     if (m.bubble_fraction) bubble.push_back(*m.bubble_fraction);
     if (m.a2a_s) a2a_s.push_back(*m.a2a_s);
     if (m.a2a_exposed_s) a2a_exposed.push_back(*m.a2a_exposed_s);
+    if (m.a2a_paced_bytes) paced.push_back(static_cast<double>(*m.a2a_paced_bytes));
     peak_act = std::max(peak_act, m.peak_activations);
     last_loss = m.loss;
   }
@@ -161,11 +163,20 @@ int bench_body(const BenchArgs& args, const core::Config& cfg, Runtime& rt) {
   if (!bubble.empty()) j["bubble_fraction"] = median(bubble);
   if (!a2a_s.empty()) j["a2a_s"] = median(a2a_s);
   if (!a2a_exposed.empty()) j["a2a_exposed_s"] = median(a2a_exposed);
+  if (!paced.empty()) j["a2a_paced_bytes"] = median(paced);
   j["link_gbps"] = cfg.parallel.link.bandwidth_gbps;
+  // The step's all-to-all on the emulated link with nothing else on it: each exchange as long as
+  // its larger side takes (the 1:1 ratio of docs/performance.md sets this against the compute).
+  const double gbps = cfg.parallel.link.bandwidth_gbps;
+  const bool a2a_on_link = gbps > 0 && (parallel::LinkModel::parse_traffic(cfg.parallel.link.traffic) &
+                                        (1u << static_cast<unsigned>(parallel::Traffic::expert_a2a)));
+  if (!paced.empty() && a2a_on_link) j["a2a_link_s"] = median(paced) * 8 / (gbps * 1e9);
   if (args.against_free_link) {
     // step_time_s and the communication figures above are the link steps'.
     j["free_link_step_time_s"] = median(free_times);
     j["link_slowdown"] = median(slowdowns);
+    if (j.contains("a2a_link_s"))
+      j["a2a_link_ratio"] = j["a2a_link_s"].get<double>() / median(free_times);
   }
   j["overlap"] = cfg.parallel.overlap;
   j["loss"] = last_loss;

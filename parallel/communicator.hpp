@@ -44,6 +44,10 @@ using HandlePtr = std::unique_ptr<Handle>;
 // Counters of one process, over every communicator it holds. Times in seconds.
 struct CommStats {
   int64_t bytes_sent[4] = {0, 0, 0, 0};  // by Traffic, bytes leaving this rank (to other ranks)
+  // By Traffic, over point-to-point exchanges (all_to_all_v, send_recv): the larger of the bytes
+  // each sent and received, summed. An exchange is over when its larger side has arrived, so with
+  // uneven routing this, not bytes_sent, paces the all-to-all on a link.
+  int64_t exchange_bytes[4] = {0, 0, 0, 0};
   double in_flight_s = 0;                // wall time during which at least one operation was pending
   double traffic_in_flight_s[4] = {0, 0, 0, 0};  // the same for each Traffic on its own
   double wait_s[4] = {0, 0, 0, 0};       // by Traffic, time the calling thread was blocked in wait()

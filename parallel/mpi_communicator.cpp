@@ -281,10 +281,14 @@ class MpiCommunicator : public Communicator {
   // messages leaving this rank share its link.
   HandlePtr post_messages(const char* kind, const std::vector<Wire>& sends,
                           const std::vector<Wire>& recvs, Traffic traffic) {
-    int64_t total = 0;
-    for (const auto& m : sends) total += m.bytes;
-    for (const auto& m : recvs) total += m.bytes;
-    auto rop = make_op(kind, static_cast<size_t>(total), traffic);
+    int64_t out = 0, in = 0;
+    for (const auto& m : sends) out += m.bytes;
+    for (const auto& m : recvs) in += m.bytes;
+    auto rop = make_op(kind, static_cast<size_t>(out + in), traffic);
+    // Each direction on its own: an exchange lasts as long as its larger side needs on the link,
+    // and the two differ when the routing sends one rank's experts more rows.
+    rop->label = fmt::format("{} on {}, {} out, {} in", kind, name_, human_bytes(out), human_bytes(in));
+    engine_->count_exchange(traffic, std::max(out, in));
     MPI_Comm comm = comm_;
     const double now = mpi::now_s();
     for (const auto& m : recvs) {

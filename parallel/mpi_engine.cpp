@@ -107,6 +107,11 @@ void Engine::set_link_suspended(bool suspended) {
   link_.set_suspended(suspended);
 }
 
+void Engine::count_exchange(Traffic t, int64_t larger_side_bytes) {
+  std::lock_guard<std::mutex> lk(mu_);
+  stats_.exchange_bytes[static_cast<int>(t)] += larger_side_bytes;
+}
+
 void Engine::count_bytes(Traffic t, int64_t bytes) {
   std::lock_guard<std::mutex> lk(mu_);
   stats_.bytes_sent[static_cast<int>(t)] += bytes;

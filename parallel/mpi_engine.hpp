@@ -77,6 +77,8 @@ class Engine {
   bool link_enabled() const { return link_.enabled(); }
   void set_link_suspended(bool suspended);
   void count_bytes(Traffic t, int64_t bytes);
+  // One point-to-point exchange: the larger of its bytes out and in (CommStats::exchange_bytes).
+  void count_exchange(Traffic t, int64_t larger_side_bytes);
   CommStats stats() const;
   int world_rank() const { return world_rank_; }
   void set_recording(bool on);

@@ -11,9 +11,11 @@ sums the idle gaps between the step's first and last compute, split by what the 
 lane showed during them: waiting for an exchange, a forward or backward piece (the first and
 last pieces of a pass apart), or weight-pass work.
 
-Assumption: with expert parallelism each rank sends about as many bytes as it receives, so half
-of an op's bytes (its label counts both) leave the rank; messages of at most 4 KiB (the dispatch's
-counts) are left out.
+The bytes each op sent are in its label ("2.1 MiB out, 2.6 MiB in"; for traces from before that
+label, half of the op's total); messages of at most 4 KiB (the dispatch's counts) are left out.
+It also sums, over the exchanges both ranks of a two-rank trace made, the link time of the larger
+of the two directions against their mean: an exchange completes only when the larger side has
+arrived, so uneven routing lengthens the link-bound part of a step beyond bytes / bandwidth.
 
 Usage: launch/experiments/link_idle.py TRACE.json --gbps G
 Only the Python standard library is used.
@@ -26,9 +28,19 @@ from collections import defaultdict
 UNITS = {"MiB": 2 ** 20, "KiB": 2 ** 10, "B": 1}
 
 
-def op_bytes(name):
-    m = re.search(r"([\d.]+) (MiB|KiB|B)$", name)
+def size(text):
+    m = re.fullmatch(r"([\d.]+) (MiB|KiB|B)", text)
     return float(m.group(1)) * UNITS[m.group(2)] if m else 0.0
+
+
+def sent_bytes(name):
+    """The bytes an op sent to other ranks: its label's "X out" (traces of this version), else
+    half of its total (older traces, where sends and receives were counted together)."""
+    m = re.search(r", ([\d.]+ (?:MiB|KiB|B)) out, ", name)
+    if m:
+        return size(m.group(1))
+    m = re.search(r", ([\d.]+ (?:MiB|KiB|B))$", name)
+    return size(m.group(1)) / 2 if m else 0.0
 
 
 def activity(e):
@@ -59,7 +71,7 @@ def analyse(trace, gbps, pid):
     us_per_byte = 8 / (gbps * 1e9) * 1e6
     free, busy, gaps = lo, 0.0, []
     for e in posts:
-        sent = op_bytes(e["name"]) / 2
+        sent = sent_bytes(e["name"])
         if sent <= 4096:
             continue
         start = max(e["ts"], free)
@@ -87,6 +99,26 @@ def analyse(trace, gbps, pid):
     return (hi - lo) / 1e6, busy / 1e6, idle, by
 
 
+def directions(trace, gbps, pid):
+    """Link seconds of the exchanges' larger directions and of their means, for one rank's ops
+    (with two ranks, one rank's "in" is the other's "out"); None for traces without the split."""
+    larger = mean = 0.0
+    for e in trace["traceEvents"]:
+        if e.get("pid") != pid or e.get("ph") != "b" or e.get("cat") != "expert_a2a":
+            continue
+        m = re.search(r", ([\d.]+ (?:MiB|KiB|B)) out, ([\d.]+ (?:MiB|KiB|B)) in$", e["name"])
+        if not m:  # a chained exchange (its parts are listed too), or an older trace
+            continue
+        out, inn = size(m.group(1)), size(m.group(2))
+        if max(out, inn) <= 4096:
+            continue
+        larger += max(out, inn)
+        mean += (out + inn) / 2
+    if mean == 0:
+        return None
+    return larger * 8 / (gbps * 1e9), mean * 8 / (gbps * 1e9)
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("trace")
@@ -104,6 +136,10 @@ def main():
               f"({100 * idle / span:.0f}% of the step); while idle:")
         for what, s in sorted(by.items(), key=lambda x: -x[1]):
             print(f"  {s:6.2f} s  {what}")
+        d = directions(trace, args.gbps, pid)
+        if d and len(pids) == 2:
+            print(f"  exchanges at the pace of their larger direction: {d[0]:.2f} s of link time "
+                  f"against {d[1]:.2f} s at their mean ({d[0] / d[1]:.2f}x)")
 
 
 if __name__ == "__main__":

@@ -16,19 +16,25 @@ Policies:
   feed       two in flight, but the next piece is one whose exchange has arrived and which
              starts the next exchange soonest (the link is fed first), not a strict alternation
   feed3      the same with three in flight; with --split S also with pieces cut to <= S seconds
+With --jitter E,O it also replays pairs and three-in-flight on two ranks at once whose pieces
+cost their median times a random factor (relative standard deviation E for the experts' pieces,
+O for the others), an exchange completing only once both ranks' messages of it have left: what
+the ranks meeting at every exchange costs.
 It prints the step time of each against the step's compute alone (the free link).
 
 Usage: launch/experiments/overlap_model.py TRACE.json --gbps G --a2a-bytes B [--micro M] [--split S]
+  [--jitter E,O]
 (G and B: link_gbps and a2a_bytes of the same run's bench JSON line; M: micro-batches per rank),
 or launch/experiments/overlap_model.py --synthetic N,F,B,W [--ratio R] [--micro M] for passes of N
 equal pieces (F seconds forward, B backward, W the weight pass) and a link R times the compute.
-It is a model: against the measured step it leaves out the optimizer and gradient reduction, the
-variation of the exchanges' sizes with the routing, and the two ranks' pieces not being aligned.
+It is a model: against the measured step it leaves out the optimizer and gradient reduction and
+the variation of the exchanges' sizes with the routing (and, without --jitter, the ranks' skew).
 Only the Python standard library is used.
 """
 import argparse
 import json
 import math
+import random
 import re
 import statistics
 from collections import defaultdict
@@ -138,6 +144,79 @@ def replay(order, window, f, b, w, link_s, early, feed=False, split=None, slices
     return t + sum(pending)
 
 
+def replay_ranks(order, window, f, b, w, link_s, jitter, seed, ranks=2, slices=12):
+    """`replay` without feed for `ranks` ranks at once, each piece's cost drawn per rank around
+    its median (relative standard deviation jitter[0] for the experts' pieces, the odd ones, and
+    jitter[1] for the others), and an exchange complete on a rank only once every rank's message
+    of it has left its link: the ranks meet at every exchange, and the later one makes the others
+    wait. Returns the slowest rank's step."""
+    rng = random.Random(seed)
+    costs = [[[c * max(0.2, rng.gauss(1.0, jitter[0] if i % 2 else jitter[1]))
+               for i, c in enumerate(f if kind == "F" else b)] for kind in order] for _ in range(ranks)]
+    sent = defaultdict(dict)  # (pass, exchange) -> {rank: when its message has left}
+
+    class Rank:
+        def __init__(self):
+            self.t, self.link, self.queue, self.active, self.pending = 0.0, 0.0, list(range(len(order))), [], []
+            self.turn, self.done = 0, False
+            while self.queue and len(self.active) < window:
+                self.active.append({"p": self.queue.pop(0), "next": 0, "ex": None})
+
+        def weight_step(self):
+            step = min(self.pending[0], w / slices)
+            self.pending[0] -= step
+            self.t += step
+            if self.pending[0] <= 1e-12:
+                self.pending.pop(0)
+
+    rs = [Rank() for _ in range(ranks)]
+
+    def ready(a):  # when a pass's last exchange is complete; None while a rank has not sent
+        if a["ex"] is None:
+            return 0.0
+        got = sent[a["ex"]]
+        return max(got.values()) if len(got) == ranks else None
+
+    while not all(x.done for x in rs):
+        for r in sorted(range(ranks), key=lambda i: rs[i].t):  # the earliest rank that can move
+            x = rs[r]
+            if x.done:
+                continue
+            a = x.active[x.turn % len(x.active)]
+            at = ready(a)
+            if at is None:  # a later rank has not reached this exchange: weight work, or wait
+                if not x.pending:
+                    continue
+                x.weight_step()
+                break
+            while at > x.t and x.pending:
+                x.weight_step()
+            x.t = max(x.t, at) + costs[r][a["p"]][a["next"]]
+            a["next"] += 1
+            if a["next"] < len(f):
+                x.link = max(x.t, x.link) + link_s
+                a["ex"] = (a["p"], a["next"])
+                sent[a["ex"]][r] = x.link
+                x.turn += 1
+                break
+            if order[a["p"]] == "I":
+                x.pending.append(w)
+            i = x.active.index(a)
+            x.active.pop(i)
+            if x.queue:
+                x.active.insert(i, {"p": x.queue.pop(0), "next": 0, "ex": None})
+                x.turn = i + 1
+            else:
+                x.turn = i
+            if not x.active:
+                x.t += sum(x.pending)
+                x.pending, x.done = [], True
+            break
+        else:
+            raise RuntimeError("no rank can move: the ranks' orders disagree")
+    return max(x.t for x in rs)
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("trace", nargs="?")
@@ -147,6 +226,8 @@ def main():
     ap.add_argument("--ratio", type=float, default=1.0, help="with --synthetic: link / compute")
     ap.add_argument("--micro", type=int, default=4)
     ap.add_argument("--split", type=float, help="also: feed3 with pieces cut to at most this many s")
+    ap.add_argument("--jitter", help="E,O: also two ranks meeting at every exchange, each piece's cost "
+                    "drawn per rank with relative standard deviation E (experts' pieces), O (others)")
     args = ap.parse_args()
     if args.synthetic:
         n, fs, bs, w = (float(x) for x in args.synthetic.split(","))
@@ -178,6 +259,14 @@ def main():
             continue
         s = replay(pairs_order, window, f, b, w, link_s, early, feed, split)
         print(f"{name:11s} step {s:.2f} s = {s / compute:.2f}x the compute")
+    if args.jitter:
+        jitter = [float(x) for x in args.jitter.split(",")]
+        for name, window in (("pairs", 2), ("three", 3)):
+            for jit in ([0.0, 0.0], jitter):
+                s = statistics.mean(replay_ranks(pairs_order, window, f, b, w, link_s, jit, seed)
+                                    for seed in range(5))
+                print(f"{name:5s} 2 ranks, jitter {jit[0]:.2f}/{jit[1]:.2f}: step {s:.2f} s = "
+                      f"{s / compute:.2f}x the compute (mean of 5 draws)")
 
 
 if __name__ == "__main__":

@@ -3,6 +3,7 @@
 // hanging; host tensors delegate to the host (MPI) communicator.
 #include <fmt/format.h>
 
+#include <algorithm>
 #include <atomic>
 #include <cstdlib>
 #include <cstring>
@@ -191,9 +192,11 @@ class NcclCommunicator : public Communicator {
     const int64_t out_row = out.rows() > 0 ? static_cast<int64_t>(out.bytes()) / out.rows() : 0;
     const ExchangePlan plan =
         plan_all_to_all(rank(), send_counts, recv_counts, in_row > 0 ? in_row : out_row);
-    int64_t total = 0;
+    int64_t total = 0, in_total = 0;
     for (const auto& m : plan.sends) total += m.bytes;
+    for (const auto& m : plan.recvs) in_total += m.bytes;
     count(traffic, total);
+    count_exchange(traffic, std::max(total, in_total));
     return run("all_to_all_v", static_cast<size_t>(total), traffic,
                [&] { post(plan, in.data, out.data); });
   }
@@ -211,10 +214,14 @@ class NcclCommunicator : public Communicator {
                  m.peer, size(), name_);
       total += static_cast<int64_t>(m.buf.bytes());
     }
-    for (const auto& m : recvs)
+    int64_t in_total = 0;
+    for (const auto& m : recvs) {
       FLOT_CHECK(m.peer >= 0 && m.peer < size() && m.peer != rank(),
                  "receive from rank {} of {} on {}", m.peer, size(), name_);
+      in_total += static_cast<int64_t>(m.buf.bytes());
+    }
     count(traffic, total);
+    count_exchange(traffic, std::max(total, in_total));
     return run("send_recv", static_cast<size_t>(total), traffic, [&] {
       FLOT_NCCL(ncclGroupStart(), comm_);
       for (const auto& m : recvs)
@@ -258,6 +265,7 @@ class NcclCommunicator : public Communicator {
     CommStats s = host_.stats();
     for (int i = 0; i < 4; ++i) {
       s.bytes_sent[i] += bytes_[i].load();
+      s.exchange_bytes[i] += exchange_bytes_[i].load();
       s.wait_s[i] += wait_us_[i].load() * 1e-6;
     }
     return s;
@@ -345,6 +353,7 @@ class NcclCommunicator : public Communicator {
   }
 
   void count(Traffic t, int64_t bytes) { bytes_[static_cast<int>(t)] += bytes; }
+  void count_exchange(Traffic t, int64_t bytes) { exchange_bytes_[static_cast<int>(t)] += bytes; }
 
   Communicator& host_;
   std::unique_ptr<Communicator> owned_host_;
@@ -354,6 +363,7 @@ class NcclCommunicator : public Communicator {
   std::string name_;
   int next_tag_ = 0;
   std::atomic<int64_t> bytes_[4] = {{0}, {0}, {0}, {0}};
+  std::atomic<int64_t> exchange_bytes_[4] = {{0}, {0}, {0}, {0}};
   std::atomic<int64_t> wait_us_[4] = {{0}, {0}, {0}, {0}};
 };
 

@@ -59,6 +59,11 @@ TEST_CASE("bench --against-free-link times each step over the emulated link and 
   CHECK(link > free);
   CHECK(j.at("link_slowdown").get<double>() > 1);
   CHECK(j.at("a2a_exposed_s").get<double>() > 0);
+  // Exchanges paced by their larger side: at least the bytes sent (exact sums: tests/mpi).
+  const double paced = j.at("a2a_paced_bytes"), sent = j.at("a2a_bytes");
+  CHECK(paced >= sent);
+  CHECK(j.at("a2a_link_s").get<double>() == Approx(paced * 8 / 0.02e9));
+  CHECK(j.at("a2a_link_ratio").get<double>() == Approx(j.at("a2a_link_s").get<double>() / free));
   // The trace is of the last link step (step 5 here: the second pair runs free first), not of
   // the free step after it: rank 0's all-to-all is in flight for most of the link time.
   auto t = nlohmann::json::parse(read_text(trace));

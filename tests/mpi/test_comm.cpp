@@ -93,8 +93,16 @@ TEST_CASE("all_to_all_v moves variable row counts, empty segments and a rank tha
   for (int q = 0; q < n; ++q)
     for (int64_t i = 0; i < rc[q]; ++i)
       for (int64_t c = 0; c < D; ++c) want.push_back(row_value(q, r, i, c));
+  const parallel::CommStats before = w.stats();
   w.all_to_all_v(Tensor::of(in.data(), {s_total, D}), sc, Tensor::of(out.data(), {r_total, D}), rc)->wait();
+  const parallel::CommStats after = w.stats();
   CHECK(testing::sum_over(w, wrong(out, want)) == 0);
+  // The stats count what left for other ranks, and the exchange at the pace of its larger side.
+  const int t = static_cast<int>(parallel::Traffic::other);
+  const int64_t row_bytes = D * static_cast<int64_t>(sizeof(float));
+  const int64_t out_bytes = (s_total - sc[r]) * row_bytes, in_bytes = (r_total - rc[r]) * row_bytes;
+  CHECK(after.bytes_sent[t] - before.bytes_sent[t] == out_bytes);
+  CHECK(after.exchange_bytes[t] - before.exchange_bytes[t] == std::max(out_bytes, in_bytes));
 }
 
 TEST_CASE("batched send/recv runs both directions of a ring at once, in order per tag", "[comm]") {
