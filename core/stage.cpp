@@ -106,6 +106,17 @@ Stage::Stage(const Config& cfg, Context& ctx, ParamStore& params, const StagePla
       if (p > 0 && exchanges) bwd_cuts_.push_back(static_cast<int>(bwd_steps_.size()));
       bwd_steps_.push_back({Step::layer, i, p});
     }
+  // A weight piece may run once the last backward step of its module or layer has.
+  auto after_last = [&](Step::Kind kind, int index) {
+    int n = 0;
+    for (int j = 0; j < static_cast<int>(bwd_steps_.size()); ++j)
+      if (bwd_steps_[j].kind == kind && bwd_steps_[j].index == index) n = j + 1;
+    return n;
+  };
+  for (int k = depth_ - 1; k >= 0; --k) weight_after_.push_back(after_last(Step::mtp, k));
+  for (int i = static_cast<int>(layers_.size()) - 1; i >= 0; --i)
+    weight_after_.push_back(after_last(Step::layer, i));
+  if (embed_) weight_after_.push_back(static_cast<int>(bwd_steps_.size()));
   saved_.resize(slots);
 }
 
@@ -215,6 +226,7 @@ void Stage::backward_begin(int slot, const Tensor& dy) {
   s.mtp_dout.assign(depth_, Tensor());
   s.mtp_de.assign(depth_, Tensor());
   s.dh_carry = Tensor();
+  s.bwd_done = 0;
 }
 
 void Stage::backward_piece(int slot, int piece) {
@@ -222,6 +234,7 @@ void Stage::backward_piece(int slot, int piece) {
   const int b = piece == 0 ? 0 : bwd_cuts_[piece - 1];
   const int e = piece == backward_pieces() - 1 ? static_cast<int>(bwd_steps_.size()) : bwd_cuts_[piece];
   for (int i = b; i < e; ++i) run_backward(bwd_steps_[i], slot);
+  saved_.at(slot).bwd_done = e;
 }
 
 void Stage::run_backward(const Step& st, int slot) {
@@ -308,6 +321,13 @@ void Stage::backward_weight_piece(int slot, int piece) {
 
 void Stage::backward_weight(int slot) {
   for (int p = 0; p < weight_pieces(); ++p) backward_weight_piece(slot, p);
+}
+
+int Stage::weight_pieces_ready(int slot) const {
+  const int done = saved_.at(slot).bwd_done;
+  int n = 0;
+  while (n < weight_pieces() && weight_after_[n] <= done) ++n;
+  return n;
 }
 
 bool Stage::exchanges_ready(int slot) const {

@@ -93,6 +93,11 @@ class Stage {
   // so that an executor can run them while an exchange of another micro-batch travels.
   int weight_pieces() const;
   void backward_weight_piece(int slot, int piece);
+  // How many of this slot's weight pieces (from the first) may run now: those whose input pass
+  // is complete (an MTP module's or layer's backward pieces have all run; the embedding's once the
+  // whole backward has). While a backward is under way this grows piece by piece, so an executor
+  // can start a micro-batch's weight pass before its input pass ends.
+  int weight_pieces_ready(int slot) const;
   // Whether the next piece of this slot's forward or backward would start without waiting: no
   // exchange it started is still in flight.
   bool exchanges_ready(int slot) const;
@@ -122,6 +127,7 @@ class Stage {
     std::vector<Tensor> mtp_emb, mtp_out, mtp_dout, mtp_de;
     Tensor dh_carry;              // MTP chain: gradient flowing into the previous depth
     int64_t rows = 0;             // tokens of this micro-batch
+    int bwd_done = 0;             // backward steps run so far
     LossScales scales;
     MicroLosses losses;
   };
@@ -151,6 +157,7 @@ class Stage {
   std::vector<Moe*> moe_;
   std::vector<Step> fwd_steps_, bwd_steps_;
   std::vector<int> fwd_cuts_, bwd_cuts_;  // piece p ends before step cuts[p]
+  std::vector<int> weight_after_;         // per weight piece: backward steps its inputs need
   std::vector<Saved> saved_;
   GradsHook hook_;
 };

@@ -191,7 +191,7 @@ void Executor::finish_forward(int chunk, int micro, StepRun& r) {
   r.peak_activations = std::max(r.peak_activations, ++in_flight_);
 }
 
-void Executor::backward_begin(int chunk, int micro) {
+void Executor::backward_begin(int chunk, int micro, bool zero_bubble) {
   ChunkState& cs = chunks_[chunk];
   const ChunkPlace& place = sched_.places[chunk];
   const int slot = cs.slot_of.at(micro);
@@ -204,6 +204,11 @@ void Executor::backward_begin(int chunk, int micro) {
                sched_.rank, chunk, micro);
   }
   cs.stage->backward_begin(slot, dy);
+  if (zero_bubble) {
+    Deferred d{chunk, micro};
+    d.early = micro + 1 < sched_.micro_per_chunk();
+    weight_fifo_.push_back(d);
+  }
 }
 
 void Executor::backward_end(int chunk, int micro, bool zero_bubble) {
@@ -219,10 +224,12 @@ void Executor::backward_end(int chunk, int micro, bool zero_bubble) {
     kernels::copy(cs.stage->input_grad(cs.slot_of[micro]), other.dy[micro]);
   }
   cs.dy[micro] = core::Tensor();
-  if (zero_bubble)
-    weight_fifo_.push_back({chunk, micro, 0});
-  else
+  if (!zero_bubble) {
     weight(chunk, micro);
+    return;
+  }
+  for (Deferred& d : weight_fifo_)
+    if (d.chunk == chunk && d.micro == micro) d.input_done = true;
 }
 
 void Executor::weight(int chunk, int micro, int from_piece) {
@@ -236,13 +243,18 @@ void Executor::weight(int chunk, int micro, int from_piece) {
 bool Executor::fill_one(std::string* label, StepRun& r) {
   // The oldest deferred weight pass with pieces left, once every older one has run all of its
   // own: each parameter still receives its micro-batches' contributions in order.
+  // A pass whose input pass still runs offers the pieces it has completed (or none).
   for (Deferred& d : weight_fifo_) {
     core::Stage& st = *chunks_[d.chunk].stage;
     if (d.pieces_done == st.weight_pieces()) continue;
-    st.backward_weight_piece(chunks_[d.chunk].slot_of.at(d.micro), d.pieces_done);
+    const int slot = chunks_[d.chunk].slot_of.at(d.micro);
+    const int ready = d.input_done ? st.weight_pieces() : d.early ? st.weight_pieces_ready(slot) : 0;
+    if (d.pieces_done >= ready) return false;
+    st.backward_weight_piece(slot, d.pieces_done);
     if (label) *label = fmt::format("W{}.{} piece {}", d.chunk, d.micro, d.pieces_done);
     ++d.pieces_done;
     ++r.filled_weight_pieces;
+    if (!d.input_done) ++r.early_weight_pieces;
     return true;
   }
   return false;
@@ -268,7 +280,7 @@ void Executor::run_pair(const Action& a, const BatchFn& batch, const core::LossS
     if (x.forward)
       forward(x.chunk, x.micro, batch, scales, r);
     else
-      backward_begin(x.chunk, x.micro);
+      backward_begin(x.chunk, x.micro, a.zero_bubble);
     x.stage = chunks_[x.chunk].stage;
     x.slot = chunks_[x.chunk].slot_of[x.micro];
     x.pieces = x.forward ? x.stage->forward_pieces() : x.stage->backward_pieces();
@@ -373,7 +385,7 @@ StepRun Executor::run(const BatchFn& batch, const core::LossScales& scales, bool
         break;
       }
       case ActionKind::backward: {
-        backward_begin(a.chunk, a.micro);
+        backward_begin(a.chunk, a.micro, a.zero_bubble);
         const int slot = cs.slot_of[a.micro];
         for (int p = 0; p < cs.stage->backward_pieces(); ++p) cs.stage->backward_piece(slot, p);
         backward_end(a.chunk, a.micro, a.zero_bubble);
@@ -385,6 +397,8 @@ StepRun Executor::run(const BatchFn& batch, const core::LossScales& scales, bool
                        weight_fifo_.front().micro == a.micro,
                    "rank {}: weight pass W{}.{} is not the next one deferred", sched_.rank, a.chunk,
                    a.micro);
+        FLOT_CHECK(weight_fifo_.front().input_done, "rank {}: W{}.{} before its input pass", sched_.rank,
+                   a.chunk, a.micro);
         const int from = weight_fifo_.front().pieces_done;  // some may have run inside pairs
         weight_fifo_.pop_front();
         weight(a.chunk, a.micro, from);

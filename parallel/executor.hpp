@@ -10,7 +10,9 @@
 // micro-batches (Stage pieces) so that each expert exchange travels while the other micro-batch
 // computes (parallel.overlap; off: one half, then the other). When a half's next piece would wait
 // for its exchange, pieces of deferred weight passes run first (oldest first, each pass's pieces
-// in order), so that queued W work fills what would otherwise be idle time. DualPipeV's turn on
+// in order), so that queued W work fills what would otherwise be idle time; a zero-bubble
+// backward's pass is queued when the backward starts, and its pieces become available one by one
+// as its input pass completes each layer (Stage::weight_pieces_ready). DualPipeV's turn on
 // the last rank is a local copy between the two chunks.
 //
 // Per action it records start and end times (compute, and the time spent waiting for
@@ -36,6 +38,7 @@ struct StepRun {
   double forward_s = 0, backward_s = 0;  // compute split (a pair counts in both, by pieces)
   int peak_activations = 0;           // chunk forwards in flight whose input pass has not run
   int filled_weight_pieces = 0;       // weight-pass pieces run while a pair waited for an exchange
+  int early_weight_pieces = 0;        // of those, pieces run before their input pass had ended
   double start = 0;                   // steady-clock time the step started
   std::vector<TraceEvent> trace;      // compute actions (pieces inside pairs) and commits
 };
@@ -72,7 +75,7 @@ class Executor {
   void forward(int chunk, int micro, const BatchFn& batch, const core::LossScales& scales, StepRun& r);
   void run_pair(const Action& a, const BatchFn& batch, const core::LossScales& scales, StepRun& r,
                 bool record);
-  void backward_begin(int chunk, int micro);
+  void backward_begin(int chunk, int micro, bool zero_bubble);
   void backward_end(int chunk, int micro, bool zero_bubble);
   // The weight pass of (chunk, micro) from its piece from_piece on; then the slot may go.
   void weight(int chunk, int micro, int from_piece = 0);
@@ -93,7 +96,12 @@ class Executor {
   std::vector<SentFrom> q_sent_from_;
   struct Deferred {
     int chunk, micro;
-    int pieces_done;  // weight pieces already run while a pair waited
+    int pieces_done = 0;      // weight pieces already run while a pair waited
+    bool input_done = false;  // the input pass has finished (backward_end)
+    // Pieces may run while the input pass is still under way. Not for a chunk's last
+    // micro-batch: its pieces finish parameters' gradients, so they run after its input pass on
+    // every rank and the gradient buckets start in the same order everywhere.
+    bool early = false;
   };
   std::deque<Deferred> weight_fifo_;
   int in_flight_ = 0;
