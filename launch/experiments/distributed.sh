@@ -73,10 +73,11 @@ if [ "$what" = overlap ] || [ "$what" = all ]; then
     extra=(${layout#* })
     free=$(run "$ranks" "${pairs[@]}" "${extra[@]}" --set train.global_batch_size=$((4 * micro * ranks)))
     step=$(field "$free" step_time_s)
-    bytes=$(field "$free" a2a_bytes)
-    # the bandwidth at which this rank's all-to-all bytes take one free step's time
+    # An exchange lasts until its larger side has arrived: the bandwidth at which the step's
+    # exchanges, each paced by its larger side (a2a_paced_bytes), take one free step's time.
+    bytes=$(field "$free" a2a_paced_bytes)
     gbps=$(awk -v b="$bytes" -v s="$step" 'BEGIN {printf "%.4f", b * 8 / s / 1e9}')
-    echo "overlap: $ranks ranks${extra[*]:+ ${extra[*]}}: free link step $step s, a2a $bytes B/rank -> link $gbps Gbit/s"
+    echo "overlap: $ranks ranks${extra[*]:+ ${extra[*]}}: free link step $step s, a2a $bytes B/rank paced -> link $gbps Gbit/s"
     for overlap in false true; do
       # Each timed step twice, over the link and with it suspended, alternating: the slowdown is
       # the median ratio of the two steps of a pair, which a noisy machine moves far less than
@@ -87,7 +88,7 @@ if [ "$what" = overlap ] || [ "$what" = all ]; then
           --against-free-link)
       awk -v s="$(field "$j" step_time_s)" -v f="$(field "$j" free_link_step_time_s)" \
           -v x="$(field "$j" link_slowdown)" -v c="$(field "$j" a2a_s)" -v e="$(field "$j" a2a_exposed_s)" \
-          -v l="$(awk -v b="$bytes" -v g="$gbps" 'BEGIN {print b * 8 / g / 1e9}')" \
+          -v l="$(field "$j" a2a_link_s)" \
           -v o="$overlap" -v r="$ranks" \
           'BEGIN {printf "overlap: %s ranks, overlap %s: step %.3f s against %.3f s with the link suspended: %.2fx (median per pair); all-to-all on the link %.3f s, in flight %.3f s, exposed %.3f s (%.0f%% of the link time)\n", r, o, s, f, x, l, c, e, 100 * e / l}'
       echo "overlap: $j"
