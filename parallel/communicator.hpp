@@ -57,7 +57,7 @@ struct CommStats {
 // One recorded interval (Communicator::set_recording): an operation in flight from submission to
 // completion, or the calling thread blocked in wait(). Seconds on the steady clock.
 struct CommRecord {
-  std::string what;  // "all_to_all_v on ep, 1.5 MiB"
+  std::string what;  // "all_to_all_v on ep, 1.5 MiB out, 1.2 MiB in"
   Traffic traffic = Traffic::other;
   double start = 0, end = 0;
   bool wait = false;
