@@ -25,6 +25,10 @@ struct StepMetrics {
   // where the step's time went: forward, backward (input and weight passes), and the rest
   // (reductions, clipping, AdamW, bias update)
   double forward_s = 0, backward_s = 0, optimizer_s = 0;
+  // CPU seconds the step's computation used (every thread of the process but the communication
+  // thread; slowest rank). Unlike step_time_s not stretched when ranks share a core: with more
+  // ranks than cores, a rank's own computation time.
+  double compute_cpu_s = 0;
   double max_vio = 0;  // MaxVio of this step's global batch, averaged over MoE layers
   // Communication (multi-rank runs; the slowest rank's figure): bytes this rank sent in expert
   // all-to-all, time any communication was in flight, and time compute waited for
@@ -67,6 +71,7 @@ void visit_logged_fields(const StepMetrics& m, F&& f) {
   f("forward_s", "speed", m.forward_s);
   f("backward_s", "speed", m.backward_s);
   f("optimizer_s", "speed", m.optimizer_s);
+  f("compute_cpu_s", "speed", m.compute_cpu_s);
   f("max_vio", "moe", m.max_vio);
   f("a2a_bytes", "comm", m.a2a_bytes);
   f("comm_s", "comm", m.comm_s);

@@ -92,9 +92,14 @@ int bench_body(const BenchArgs& args, const core::Config& cfg, Runtime& rt) {
   const double cpu0 = cpu_seconds();
   // With --against-free-link: the free-link step of each pair, and link step / free step per pair.
   std::vector<double> free_times, slowdowns;
+  // The compute's CPU seconds of the steps without a link (all of them without
+  // --against-free-link): the "computation time" the 1:1 ratio is set against.
+  std::vector<double> compute_cpu, link_compute_cpu;
   auto free_step = [&] {
     ctx.comm->set_link_suspended(true);
-    free_times.push_back(trainer.step().step_time_s);
+    const core::StepMetrics m = trainer.step();
+    free_times.push_back(m.step_time_s);
+    compute_cpu.push_back(m.compute_cpu_s);
     ctx.comm->set_link_suspended(false);
   };
   for (int i = 0; i < args.steps; ++i) {
@@ -106,6 +111,7 @@ int bench_body(const BenchArgs& args, const core::Config& cfg, Runtime& rt) {
       slowdowns.push_back(m.step_time_s / free_times.back());
     }
     times.push_back(m.step_time_s);
+    (args.against_free_link ? link_compute_cpu : compute_cpu).push_back(m.compute_cpu_s);
     fwd.push_back(m.forward_s);
     bwd.push_back(m.backward_s);
     opt.push_back(m.optimizer_s);
@@ -170,11 +176,21 @@ int bench_body(const BenchArgs& args, const core::Config& cfg, Runtime& rt) {
   const double gbps = cfg.parallel.link.bandwidth_gbps;
   const bool a2a_on_link = gbps > 0 && (parallel::LinkModel::parse_traffic(cfg.parallel.link.traffic) &
                                         (1u << static_cast<unsigned>(parallel::Traffic::expert_a2a)));
-  if (!paced.empty() && a2a_on_link) j["a2a_link_s"] = median(paced) * 8 / (gbps * 1e9);
+  j["compute_cpu_s"] = median(compute_cpu);
+  if (!paced.empty() && a2a_on_link) {
+    j["a2a_link_s"] = median(paced) * 8 / (gbps * 1e9);
+    // Against the compute's CPU time rather than the free step's wall time: with more ranks than
+    // cores a rank computes for only part of each step, and the wall time would set the link
+    // against every rank sharing its core.
+    j["a2a_compute_ratio"] = j["a2a_link_s"].get<double>() / median(compute_cpu);
+  }
   if (args.against_free_link) {
     // step_time_s and the communication figures above are the link steps'.
     j["free_link_step_time_s"] = median(free_times);
     j["link_slowdown"] = median(slowdowns);
+    // The same computation's CPU time over the link: above compute_cpu_s when waiting, the
+    // communication thread's wake-ups or page faults slow the compute itself.
+    j["link_compute_cpu_s"] = median(link_compute_cpu);
     if (j.contains("a2a_link_s"))
       j["a2a_link_ratio"] = j["a2a_link_s"].get<double>() / median(free_times);
   }

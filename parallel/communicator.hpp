@@ -51,6 +51,9 @@ struct CommStats {
   double in_flight_s = 0;                // wall time during which at least one operation was pending
   double traffic_in_flight_s[4] = {0, 0, 0, 0};  // the same for each Traffic on its own
   double wait_s[4] = {0, 0, 0, 0};       // by Traffic, time the calling thread was blocked in wait()
+  // CPU seconds the communication thread has used (MPI progress, the link's pacing): what a
+  // process's CPU time holds beyond its compute (StepMetrics::compute_cpu_s).
+  double progress_cpu_s = 0;
   double total_wait_s() const { return wait_s[0] + wait_s[1] + wait_s[2] + wait_s[3]; }
 };
 

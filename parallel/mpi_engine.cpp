@@ -2,7 +2,9 @@
 #include "parallel/mpi_engine.hpp"
 
 #include <fmt/format.h>
+#include <pthread.h>
 #include <sys/prctl.h>
+#include <time.h>
 
 #include <algorithm>
 #include <chrono>
@@ -73,6 +75,7 @@ Engine::Engine(int world_rank, double timeout_s, LinkModel link)
     prctl(PR_SET_TIMERSLACK, 1000UL, 0, 0, 0);
     loop();
   });
+  has_progress_clock_ = pthread_getcpuclockid(thread_.native_handle(), &progress_clock_) == 0;
 }
 
 Engine::~Engine() {
@@ -124,6 +127,9 @@ CommStats Engine::stats() const {
   if (pending_ > 0) s.in_flight_s += now - busy_since_;
   for (int t = 0; t < 4; ++t)
     if (traffic_pending_[t] > 0) s.traffic_in_flight_s[t] += now - traffic_since_[t];
+  timespec ts;
+  if (has_progress_clock_ && clock_gettime(progress_clock_, &ts) == 0)
+    s.progress_cpu_s = ts.tv_sec + ts.tv_nsec * 1e-9;
   return s;
 }
 

@@ -13,6 +13,7 @@
 
 #include <atomic>
 #include <condition_variable>
+#include <ctime>
 #include <functional>
 #include <memory>
 #include <mutex>
@@ -102,6 +103,8 @@ class Engine {
   int traffic_pending_[4] = {0, 0, 0, 0};
   double traffic_since_[4] = {0, 0, 0, 0};
   std::thread thread_;
+  clockid_t progress_clock_{};  // thread_'s CPU-time clock (CommStats::progress_cpu_s)
+  bool has_progress_clock_ = false;
 };
 
 }  // namespace parallel::mpi

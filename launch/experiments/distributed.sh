@@ -15,8 +15,10 @@
 #            simulator's prediction for the measured costs
 # Usage: [CONFIG=name] [MICRO=n] [LINK_TRAFFIC=t] launch/experiments/distributed.sh
 #          [scaling|link50|overlap|bubbles|all] [timed steps]
-# MICRO sets train.micro_batch_size for link50 and overlap (default 4), keeping 4 micro-batches
-# per data-parallel rank; MICRO=1 measures the same shapes four times faster.
+# MICRO sets train.micro_batch_size for link50 and overlap (default 4): link50 runs 4 micro-batches
+# per data-parallel rank, overlap 8 per rank at pp 1 and 16 at pp 2 (each rank then computes the
+# same tokens: half the layers, twice the micro-batches), so that the pairs of the steady state
+# outweigh the step's ends; MICRO=1 measures the same shapes four times faster.
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
 what="${1:-all}"
@@ -71,26 +73,29 @@ if [ "$what" = overlap ] || [ "$what" = all ]; then
   for layout in "2 --set parallel.pp=1" "4 --set parallel.pp=2 --set parallel.schedule=dualpipev"; do
     ranks=${layout%% *}
     extra=(${layout#* })
-    free=$(run "$ranks" "${pairs[@]}" "${extra[@]}" --set train.global_batch_size=$((4 * micro * ranks)))
+    free=$(run "$ranks" "${pairs[@]}" "${extra[@]}" --set train.global_batch_size=$((8 * micro * ranks)))
     step=$(field "$free" step_time_s)
+    cpu=$(field "$free" compute_cpu_s)
     # An exchange lasts until its larger side has arrived: the bandwidth at which the step's
-    # exchanges, each paced by its larger side (a2a_paced_bytes), take one free step's time.
+    # exchanges, each paced by its larger side (a2a_paced_bytes), take as long as a rank's
+    # computation (its compute CPU time: with four ranks on two cores a free step's wall time is
+    # two ranks' computation).
     bytes=$(field "$free" a2a_paced_bytes)
-    gbps=$(awk -v b="$bytes" -v s="$step" 'BEGIN {printf "%.4f", b * 8 / s / 1e9}')
-    echo "overlap: $ranks ranks${extra[*]:+ ${extra[*]}}: free link step $step s, a2a $bytes B/rank paced -> link $gbps Gbit/s"
+    gbps=$(awk -v b="$bytes" -v s="$cpu" 'BEGIN {printf "%.4f", b * 8 / s / 1e9}')
+    echo "overlap: $ranks ranks${extra[*]:+ ${extra[*]}}: free link step $step s, compute $cpu s CPU, a2a $bytes B/rank paced -> link $gbps Gbit/s"
     for overlap in false true; do
       # Each timed step twice, over the link and with it suspended, alternating: the slowdown is
       # the median ratio of the two steps of a pair, which a noisy machine moves far less than
       # the ratio of two runs' medians.
-      j=$(run "$ranks" "${pairs[@]}" "${extra[@]}" --set train.global_batch_size=$((4 * micro * ranks)) \
+      j=$(run "$ranks" "${pairs[@]}" "${extra[@]}" --set train.global_batch_size=$((8 * micro * ranks)) \
           --set parallel.link.bandwidth_gbps="$gbps" --set parallel.link.latency_us=5 \
           --set parallel.link.traffic="${LINK_TRAFFIC:-expert_a2a}" --set parallel.overlap=$overlap \
           --against-free-link)
       awk -v s="$(field "$j" step_time_s)" -v f="$(field "$j" free_link_step_time_s)" \
           -v x="$(field "$j" link_slowdown)" -v c="$(field "$j" a2a_s)" -v e="$(field "$j" a2a_exposed_s)" \
-          -v l="$(field "$j" a2a_link_s)" \
+          -v l="$(field "$j" a2a_link_s)" -v q="$(field "$j" a2a_compute_ratio)" \
           -v o="$overlap" -v r="$ranks" \
-          'BEGIN {printf "overlap: %s ranks, overlap %s: step %.3f s against %.3f s with the link suspended: %.2fx (median per pair); all-to-all on the link %.3f s, in flight %.3f s, exposed %.3f s (%.0f%% of the link time)\n", r, o, s, f, x, l, c, e, 100 * e / l}'
+          'BEGIN {printf "overlap: %s ranks, overlap %s: step %.3f s against %.3f s with the link suspended: %.2fx (median per pair); all-to-all on the link %.3f s (%.2f of the compute), in flight %.3f s, exposed %.3f s (%.0f%% of the link time)\n", r, o, s, f, x, l, q, c, e, 100 * e / l}'
       echo "overlap: $j"
     done
   done

@@ -39,6 +39,7 @@ TEST_CASE("mpirun -np 2 trains with data and expert parallelism; rank 0 alone pr
     CHECK(j.at("a2a_bytes").get<int64_t>() > 0);
     CHECK(j.at("comm_s").get<double>() > 0);
     CHECK(j.at("exposed_comm_s").get<double>() >= 0);
+    CHECK(j.at("compute_cpu_s").get<double>() > 0);
   }
   CHECK(steps == 3);
 }
@@ -64,6 +65,12 @@ TEST_CASE("bench --against-free-link times each step over the emulated link and 
   CHECK(paced >= sent);
   CHECK(j.at("a2a_link_s").get<double>() == Approx(paced * 8 / 0.02e9));
   CHECK(j.at("a2a_link_ratio").get<double>() == Approx(j.at("a2a_link_s").get<double>() / free));
+  // The same against the free steps' compute CPU time, which leaves out the communication thread.
+  const double cpu = j.at("compute_cpu_s");
+  CHECK(cpu > 0);
+  CHECK(cpu < j.at("cpu_time_per_step_s").get<double>() * 2);
+  CHECK(j.at("a2a_compute_ratio").get<double>() == Approx(j.at("a2a_link_s").get<double>() / cpu));
+  CHECK(j.at("link_compute_cpu_s").get<double>() > 0);
   // The trace is of the last link step (step 5 here: the second pair runs free first), not of
   // the free step after it: rank 0's all-to-all is in flight for most of the link time.
   auto t = nlohmann::json::parse(read_text(trace));

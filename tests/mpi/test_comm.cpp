@@ -103,6 +103,9 @@ TEST_CASE("all_to_all_v moves variable row counts, empty segments and a rank tha
   const int64_t out_bytes = (s_total - sc[r]) * row_bytes, in_bytes = (r_total - rc[r]) * row_bytes;
   CHECK(after.bytes_sent[t] - before.bytes_sent[t] == out_bytes);
   CHECK(after.exchange_bytes[t] - before.exchange_bytes[t] == std::max(out_bytes, in_bytes));
+  // The communication thread ran the exchange: its CPU clock has moved.
+  CHECK(after.progress_cpu_s > 0);
+  CHECK(after.progress_cpu_s >= before.progress_cpu_s);
 }
 
 TEST_CASE("batched send/recv runs both directions of a ring at once, in order per tag", "[comm]") {
