@@ -188,8 +188,8 @@ int bench_body(const BenchArgs& args, const core::Config& cfg, Runtime& rt) {
     // step_time_s and the communication figures above are the link steps'.
     j["free_link_step_time_s"] = median(free_times);
     j["link_slowdown"] = median(slowdowns);
-    // The same computation's CPU time over the link: above compute_cpu_s when waiting, the
-    // communication thread's wake-ups or page faults slow the compute itself.
+    // The same computation's CPU time over the link: above compute_cpu_s when the communication
+    // threads' wake-ups (sharing the cores) or page faults slow the compute itself.
     j["link_compute_cpu_s"] = median(link_compute_cpu);
     if (j.contains("a2a_link_s"))
       j["a2a_link_ratio"] = j["a2a_link_s"].get<double>() / median(free_times);
