@@ -5,6 +5,7 @@
 #include <unistd.h>
 
 #include <cstdlib>
+#include <ctime>
 #include <filesystem>
 #include <type_traits>
 #include <nlohmann/json.hpp>
@@ -13,6 +14,12 @@
 #include "core/insight/tensorboard.hpp"
 
 namespace core {
+
+double process_cpu_seconds() {
+  timespec ts;
+  clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &ts);
+  return ts.tv_sec + ts.tv_nsec * 1e-9;
+}
 
 MetricsWriter::MetricsWriter(const std::string& run_dir, bool enabled, int num_experts,
                              bool tensorboard)

@@ -84,6 +84,10 @@ void visit_logged_fields(const StepMetrics& m, F&& f) {
   f("skipped", "", m.skipped);
 }
 
+// CPU seconds (user + system) of every thread of this process so far: the clock of
+// StepMetrics::compute_cpu_s and of bench's cpu_time_per_step_s.
+double process_cpu_seconds();
+
 namespace insight {
 class EventWriter;
 }

@@ -4,7 +4,6 @@
 #include <algorithm>
 #include <chrono>
 #include <cmath>
-#include <ctime>
 #include <exception>
 
 #include "core/error.hpp"
@@ -58,13 +57,6 @@ std::vector<PlannedStage> rank_stages(const parallel::Schedule& sched, const std
 
 double seconds_since(std::chrono::steady_clock::time_point t) {
   return std::chrono::duration<double>(std::chrono::steady_clock::now() - t).count();
-}
-
-// CPU seconds of every thread of this process so far.
-double process_cpu_s() {
-  timespec ts;
-  clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &ts);
-  return ts.tv_sec + ts.tv_nsec * 1e-9;
 }
 
 // Sum over every rank of a small vector, in rank order, so that the result is bitwise the same
@@ -275,7 +267,7 @@ double Trainer::global_grad_norm() {
 StepMetrics Trainer::step() {
   auto t0 = std::chrono::steady_clock::now();
   // The compute's CPU time: the process's, less the communication thread's.
-  const double cpu0 = process_cpu_s() - grid_->world().stats().progress_cpu_s;
+  const double cpu0 = process_cpu_seconds() - grid_->world().stats().progress_cpu_s;
   Model& model = *model_;
   ParamStore& ps = model.params();
   const int depth = cfg_.model.mtp.depth;
@@ -388,7 +380,7 @@ StepMetrics Trainer::step() {
       now.traffic_in_flight_s[a2a] - last_stats_.traffic_in_flight_s[a2a],
       now.wait_s[a2a] - last_stats_.wait_s[a2a],
       static_cast<double>(now.exchange_bytes[a2a] - last_stats_.exchange_bytes[a2a]),
-      process_cpu_s() - now.progress_cpu_s - cpu0};
+      process_cpu_seconds() - now.progress_cpu_s - cpu0};
   last_stats_ = now;
   grid_->world().all_reduce(Tensor::of(worst.data(), {static_cast<int64_t>(worst.size())}),
                             parallel::ReduceOp::max)->wait();

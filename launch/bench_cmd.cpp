@@ -43,14 +43,6 @@ double measure_gemm_peak_gflops(core::Context& ctx) {
   return best;
 }
 
-// User + system CPU seconds of this process so far.
-double cpu_seconds() {
-  struct rusage ru;
-  getrusage(RUSAGE_SELF, &ru);
-  auto sec = [](const timeval& t) { return t.tv_sec + t.tv_usec * 1e-6; };
-  return sec(ru.ru_utime) + sec(ru.ru_stime);
-}
-
 // The step --trace records: the last timed step over the link. The first timed steps can still
 // grow an activation slot (routing sends a rank more rows than ever before): hundreds of
 // thousands of page faults and seconds of kernel time that a trace would show as slower
@@ -89,7 +81,7 @@ int bench_body(const BenchArgs& args, const core::Config& cfg, Runtime& rt) {
   int peak_act = 0;
   // CPU time of the timed steps (every thread of this process): unlike wall time, barely moved
   // by other processes sharing the cores.
-  const double cpu0 = cpu_seconds();
+  const double cpu0 = core::process_cpu_seconds();
   // With --against-free-link: the free-link step of each pair, and link step / free step per pair.
   std::vector<double> free_times, slowdowns;
   // The compute's CPU seconds of the steps without a link (all of them without
@@ -126,7 +118,7 @@ int bench_body(const BenchArgs& args, const core::Config& cfg, Runtime& rt) {
     last_loss = m.loss;
   }
   const double cpu_per_step =
-      (cpu_seconds() - cpu0) / (args.steps * (args.against_free_link ? 2 : 1));
+      (core::process_cpu_seconds() - cpu0) / (args.steps * (args.against_free_link ? 2 : 1));
   const double step_time = median(times);
   const double tokens_per_s = trainer.tokens_per_step() / step_time;
   const double flops_per_token = trainer.model().flops_per_token();
