@@ -190,7 +190,7 @@ std::vector<MemoryPlan> Trainer::memory_plans() const {
   std::vector<MemoryPlan> out;  // at data-parallel rank 0 (the other shards differ by a few elements)
   for (int r = 0; r < cfg_.parallel.pp; ++r) {
     const parallel::Schedule s =
-        parallel::make_schedule(sched_.kind, cfg_.parallel.pp, sched_.chunks, r, sched_.pair_ends);
+        parallel::make_schedule(sched_.kind, cfg_.parallel.pp, sched_.chunks, r, sched_.ep_overlap);
     out.push_back(plan_memory(cfg_, rank_stages(s, plans_), shape.dp, shape.ep));
   }
   return out;

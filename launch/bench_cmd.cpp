@@ -87,11 +87,16 @@ int bench_body(const BenchArgs& args, const core::Config& cfg, Runtime& rt) {
   // The compute's CPU seconds of the steps without a link (all of them without
   // --against-free-link): the "computation time" the 1:1 ratio is set against.
   std::vector<double> compute_cpu, link_compute_cpu;
+  // The free steps' waits: what the compute waits for without a link (peers reaching an exchange
+  // late, pipeline neighbours, ranks sharing cores), which the link steps' waits include too.
+  std::vector<double> free_exposed, free_a2a_exposed;
   auto free_step = [&] {
     ctx.comm->set_link_suspended(true);
     const core::StepMetrics m = trainer.step();
     free_times.push_back(m.step_time_s);
     compute_cpu.push_back(m.compute_cpu_s);
+    if (m.exposed_comm_s) free_exposed.push_back(*m.exposed_comm_s);
+    if (m.a2a_exposed_s) free_a2a_exposed.push_back(*m.a2a_exposed_s);
     ctx.comm->set_link_suspended(false);
   };
   for (int i = 0; i < args.steps; ++i) {
@@ -183,6 +188,8 @@ int bench_body(const BenchArgs& args, const core::Config& cfg, Runtime& rt) {
     // The same computation's CPU time over the link: above compute_cpu_s when the communication
     // threads' wake-ups (sharing the cores) or page faults slow the compute itself.
     j["link_compute_cpu_s"] = median(link_compute_cpu);
+    if (!free_exposed.empty()) j["free_link_exposed_comm_s"] = median(free_exposed);
+    if (!free_a2a_exposed.empty()) j["free_link_a2a_exposed_s"] = median(free_a2a_exposed);
     if (j.contains("a2a_link_s"))
       j["a2a_link_ratio"] = j["a2a_link_s"].get<double>() / median(free_times);
   }

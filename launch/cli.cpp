@@ -81,9 +81,10 @@ int run_cli(int argc, char** argv) {
                                    "simulate; optional costs F=1,B=2,I=W,W=1,FB=3,p2p=0")
                          ->expected(0, 1);
   s->add_flag("--comm", sched.comm, "also print the communication actions (recv, send, commit)");
-  s->add_flag("--pair-ends", sched.pair_ends,
-              "sequential: pair the first two forwards and the last two backwards as well "
-              "(what training with expert parallelism and overlap runs)");
+  s->add_flag("--ep-overlap", sched.ep_overlap,
+              "the form training runs with expert parallelism and overlap: weight passes "
+              "deferred by one pair (sequential: the first two forwards and the last two "
+              "backwards paired as well)");
   s->add_option("--trace", sched.trace, "write the simulated timeline as a Chrome trace");
 
   ReportArgs report;

@@ -33,7 +33,7 @@ struct ScheduleArgs {
   int pp = 1;
   int chunks = 0;         // micro-batches per step
   bool comm = false;      // also print the recv/send/commit actions
-  bool pair_ends = false; // sequential: overlap the first two forwards and last two backwards
+  bool ep_overlap = false; // the form expert-parallel overlap runs (parallel::make_schedule)
   bool simulate = false;  // print the simulated per-rank table
   std::string costs;      // "F=1,B=2,W=1,FB=3"; empty = defaults
   std::string trace;      // Chrome trace of the simulated timeline (implies simulating)

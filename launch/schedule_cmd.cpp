@@ -38,7 +38,7 @@ int run_schedule(const ScheduleArgs& args) {
   // Costs are checked before anything is printed, so bad input leaves no partial output.
   const bool simulate = args.simulate || !args.trace.empty();
   parallel::CostModel cost = parallel::parse_cost_model(args.costs);
-  std::vector<parallel::Schedule> ranks = parallel::make_schedules(kind, args.pp, args.chunks, args.pair_ends);
+  std::vector<parallel::Schedule> ranks = parallel::make_schedules(kind, args.pp, args.chunks, args.ep_overlap);
   for (const parallel::Schedule& s : ranks)
     fmt::print("{}\n", parallel::format_schedule(s, args.comm));
   if (!simulate) return 0;

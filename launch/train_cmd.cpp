@@ -203,7 +203,7 @@ int train_body(const TrainArgs& args, const core::Config& cfg, Runtime& rt) {
     const auto& ps = trainer.model().params();
     const auto& sched = trainer.schedule();
     fmt::print("layout: {} | schedule {}{} with {} micro-batches per step\n", trainer.grid().describe(),
-               parallel::schedule_kind_name(sched.kind), sched.pair_ends ? " (ends paired)" : "",
+               parallel::schedule_kind_name(sched.kind), sched.ep_overlap ? " (expert-parallel overlap form)" : "",
                sched.chunks);
     if (sched.num_stages > 1)
       fmt::print("stages: {}\n", core::describe_plans(cfg, trainer.stage_plans()));

@@ -128,17 +128,22 @@ class Builder {
     queued_ = 0;
   }
 
+  // From now on every compute action's commit is followed by the oldest deferred weight passes
+  // until at most `keep` remain (-1: none emitted this way).
+  void set_weight_keep(int keep) { weight_keep_ = keep; }
+
   // [recv] commit F [send]
   void forward_chunk(int c, bool recv = true, bool send = true) {
     if (recv) recv_forward(c);
-    commit();
+    commit_then_weights();
     push({ActionKind::forward, c, f_[c]++});
     if (send) send_forward(c);
   }
   // [recv] commit B|I [send]
   void backward_chunk(int c, bool zero_bubble = false, bool recv = true, bool send = true) {
     if (recv) recv_backward(c);
-    commit();
+    commit_then_weights();
+    check_full_backward(zero_bubble, c);
     Action a{ActionKind::backward, c, b_[c]++};
     a.zero_bubble = zero_bubble;
     if (zero_bubble) deferred_.push_back(a);
@@ -149,7 +154,8 @@ class Builder {
   void forward_backward_chunk(int c0, int c1, bool recv0 = true, bool zero_bubble = false) {
     if (recv0) recv_forward(c0);
     recv_backward(c1);
-    commit();
+    commit_then_weights();
+    check_full_backward(zero_bubble, c1);
     Action a{ActionKind::forward_backward, c0, f_[c0]++};
     a.chunk_b = c1;
     a.micro_b = b_[c1]++;
@@ -162,7 +168,8 @@ class Builder {
   // commit (F&F), (B&B) or (I&I): the chunk's next two forwards or backwards, overlapped (no
   // messages: used without a pipeline only)
   void same_pair_chunk(int c, bool forward, bool zero_bubble = false) {
-    commit();
+    commit_then_weights();
+    if (!forward) check_full_backward(zero_bubble, c);
     std::vector<int>& next = forward ? f_ : b_;
     Action a{forward ? ActionKind::forward_pair : ActionKind::backward_pair, c, next[c]++};
     a.chunk_b = c;
@@ -190,6 +197,21 @@ class Builder {
 
  private:
   void push(Action a) { s_.actions.push_back(a); }
+  void commit_then_weights() {
+    commit();
+    while (weight_keep_ >= 0 && deferred_.size() > static_cast<size_t>(weight_keep_)) {
+      push({ActionKind::weight, deferred_.front().chunk, deferred_.front().micro});
+      deferred_.pop_front();
+    }
+  }
+  // A full backward runs its weight pass at once. With older weight passes still deferred, the
+  // executor may have run some of their pieces inside pairs and not others, so a parameter's
+  // micro-batch contributions would be summed in an order that depends on timing.
+  void check_full_backward(bool zero_bubble, int c) const {
+    FLOT_CHECK(zero_bubble || deferred_.empty(),
+               "rank {}: a full backward B{}.{} while {} weight passes are deferred", s_.rank, c,
+               b_[c], deferred_.size());
+  }
   void queue(ActionKind k, int c, int micro) {
     push({k, c, micro});
     ++queued_;
@@ -200,6 +222,7 @@ class Builder {
   std::vector<int> f_, b_, rf_, rb_, sf_, sb_;  // next micro per chunk: compute and messages
   std::deque<Action> deferred_;                 // zero-bubble backwards awaiting their W
   int queued_ = 0;
+  int weight_keep_ = -1;                        // see set_weight_keep
 };
 
 // DualPipe's step() and DualPipeV's step() are the same eight phases over local phases 0/1:
@@ -207,7 +230,7 @@ class Builder {
 // or r for V), M = micro-batches per phase, `turn` = the rank that runs the first main-loop pair
 // unoverlapped (the two middle ranks, or V's last rank), `flip` = 1 where local phase 0 is
 // chunk 1 (DualPipe's second half of ranks).
-void emit_dualpipe_phases(Builder& b, int H, int R, int M, bool turn, int flip) {
+void emit_dualpipe_phases(Builder& b, int H, int R, int M, bool turn, int flip, bool defer) {
   const int p0 = 0 ^ flip, p1 = 1 ^ flip;
   // 1: forwards of phase 0 fill the pipe up to this rank.
   for (int i = 0; i < 2 * (H - R - 1); ++i) b.forward_chunk(p0);
@@ -229,7 +252,9 @@ void emit_dualpipe_phases(Builder& b, int H, int R, int M, bool turn, int flip) 
     b.weight_chunk();
     b.forward_chunk(p1, /*recv=*/false);
   }
-  // 4: the main loop of overlapped pairs.
+  // 4: the main loop of overlapped pairs. With `defer`, the pairs' backwards (and step 5's) are
+  // input passes whose weight passes run one pair later.
+  if (defer) b.set_weight_keep(1);
   for (int i = 0; i < M - 2 * H + R + 1; ++i) {
     if (i == 0 && turn) {
       // Not overlapped, to shorten the bubble; the sends are queued by hand.
@@ -239,20 +264,23 @@ void emit_dualpipe_phases(Builder& b, int H, int R, int M, bool turn, int flip) 
       b.send_forward(p0);
       b.send_backward(p1);
     } else {
-      b.forward_backward_chunk(p0, p1, /*recv0=*/i > 0);
+      b.forward_backward_chunk(p0, p1, /*recv0=*/i > 0, defer);
     }
-    b.forward_backward_chunk(p1, p0);
+    b.forward_backward_chunk(p1, p0, /*recv0=*/true, defer);
   }
   // 5: drain phase-1 backwards against the remaining phase-1 forwards.
   for (int i = 0; i < H - R - 1; ++i) {
-    b.backward_chunk(p1);
-    b.forward_backward_chunk(p1, p0);
+    b.backward_chunk(p1, defer);
+    b.forward_backward_chunk(p1, p0, /*recv0=*/true, defer);
   }
-  // 6: backwards of both phases; the second half of them defer their weight pass.
+  // 6: backwards of both phases; the second half of them defer their weight pass. With `defer`
+  // the weight passes still deferred run after the first one's commit.
+  if (defer) b.set_weight_keep(0);
   bool zero_bubble = false;
   for (int i = 0; i < R + 1; ++i) {
     if (i == (R + 1) / 2 && R % 2 == 1) zero_bubble = true;
     b.backward_chunk(p1, zero_bubble);
+    b.set_weight_keep(-1);
     if (i == (R + 1) / 2 && R % 2 == 0) zero_bubble = true;
     b.backward_chunk(p0, zero_bubble);
   }
@@ -286,12 +314,12 @@ void emit_one_f_one_b(Builder& b, int pp, int chunks, int rank) {
 // pp = 1: F0, then (F m+1 & B m) pairs, then the last B; the pair lets expert-parallel
 // all-to-all of one micro-batch hide behind the other's compute.
 //
-// pair_ends: (F0&F1), then (F m & I m-2) pairs, each but the first followed by the oldest
+// ep_overlap: (F0&F1), then (F m & I m-2) pairs, each but the first followed by the oldest
 // deferred weight pass, then (I c-2 & I c-1) and the remaining weight passes. Every exchange of
 // the step travels behind another micro-batch's compute, and each weight pass, deferred past one
 // more pair, is work the executor can run while that pair waits for an exchange.
-void emit_sequential(Builder& b, int chunks, bool pair_ends) {
-  if (!pair_ends || chunks < 2) {
+void emit_sequential(Builder& b, int chunks, bool ep_overlap) {
+  if (!ep_overlap || chunks < 2) {
     b.forward_chunk(0);
     for (int m = 1; m < chunks; ++m) b.forward_backward_chunk(0, 0);
     b.backward_chunk(0);
@@ -310,11 +338,11 @@ void emit_sequential(Builder& b, int chunks, bool pair_ends) {
 
 }  // namespace
 
-Schedule make_schedule(ScheduleKind kind, int pp, int chunks, int rank, bool pair_ends) {
+Schedule make_schedule(ScheduleKind kind, int pp, int chunks, int rank, bool ep_overlap) {
   check_preconditions(kind, pp, chunks, rank);
   Schedule s;
   s.kind = kind;
-  s.pair_ends = pair_ends && kind == ScheduleKind::sequential;
+  s.ep_overlap = ep_overlap && kind != ScheduleKind::one_f_one_b;
   s.pp = pp;
   s.chunks = chunks;
   s.rank = rank;
@@ -323,7 +351,7 @@ Schedule make_schedule(ScheduleKind kind, int pp, int chunks, int rank, bool pai
   Builder b(s);
   switch (kind) {
     case ScheduleKind::sequential:
-      emit_sequential(b, chunks, s.pair_ends);
+      emit_sequential(b, chunks, s.ep_overlap);
       break;
     case ScheduleKind::one_f_one_b:
       emit_one_f_one_b(b, pp, chunks, rank);
@@ -332,19 +360,19 @@ Schedule make_schedule(ScheduleKind kind, int pp, int chunks, int rank, bool pai
       const int half = pp / 2;
       const int R = std::min(rank, pp - 1 - rank);
       const bool middle = rank == half - 1 || rank == half;
-      emit_dualpipe_phases(b, half, R, chunks / 2, middle, rank >= half ? 1 : 0);
+      emit_dualpipe_phases(b, half, R, chunks / 2, middle, rank >= half ? 1 : 0, s.ep_overlap);
       break;
     }
     case ScheduleKind::dualpipev:
-      emit_dualpipe_phases(b, pp, rank, chunks, rank == pp - 1, 0);
+      emit_dualpipe_phases(b, pp, rank, chunks, rank == pp - 1, 0, s.ep_overlap);
       break;
   }
   return s;
 }
 
-std::vector<Schedule> make_schedules(ScheduleKind kind, int pp, int chunks, bool pair_ends) {
+std::vector<Schedule> make_schedules(ScheduleKind kind, int pp, int chunks, bool ep_overlap) {
   std::vector<Schedule> all;
-  for (int r = 0; r < pp; ++r) all.push_back(make_schedule(kind, pp, chunks, r, pair_ends));
+  for (int r = 0; r < pp; ++r) all.push_back(make_schedule(kind, pp, chunks, r, ep_overlap));
   return all;
 }
 

@@ -74,7 +74,7 @@ struct Action {
 struct Schedule {
   ScheduleKind kind = ScheduleKind::sequential;
   int pp = 1, chunks = 0, rank = 0;
-  bool pair_ends = false;          // see make_schedule
+  bool ep_overlap = false;         // see make_schedule
   int num_stages = 1;              // pp, or 2*pp for dualpipev
   std::vector<ChunkPlace> places;  // by local chunk id: 1 (sequential, 1f1b) or 2 (dualpipe, v)
   std::vector<Action> actions;     // execution order, communication included
@@ -89,18 +89,23 @@ struct Schedule {
 // dualpipev chunk 0 = stage r, chunk 1 = stage 2*pp-1-r; sequential and 1f1b: chunk 0 = stage r.
 // Micro ids count per chunk from 0 to micro_per_chunk()-1.
 //
-// pair_ends (sequential only, ignored otherwise): the first two forwards and the last two
-// backwards run as overlapped pairs too, and the pairs' backwards defer their weight passes by
-// one pair, `(F0.0&F0.1) (F0.2&I0.0) (F0.3&I0.1) W0.0 (I0.2&I0.3) W0.1 W0.2 W0.3`, so that under
-// expert parallelism no micro-batch's all-to-all is left without another micro-batch's compute to
-// hide behind and a waiting pair has weight passes to run meanwhile, at the price of two more
-// micro-batches' activations in flight.
-Schedule make_schedule(ScheduleKind kind, int pp, int chunks, int rank, bool pair_ends = false);
+// ep_overlap: the form the trainer runs when expert parallelism overlaps its all-to-all with
+// another micro-batch's compute (1f1b ignores it). Each pair's backward is an input pass whose
+// weight pass is deferred by one pair, so that the next pair has weight work to run while it
+// waits for an exchange, at the price of one more micro-batch slot per chunk.
+// - sequential: the first two forwards and the last two backwards run as pairs too,
+//   `(F0.0&F0.1) (F0.2&I0.0) (F0.3&I0.1) W0.0 (I0.2&I0.3) W0.1 W0.2 W0.3`, so that no
+//   micro-batch's all-to-all is left without another micro-batch's compute to hide behind (two
+//   more micro-batches' activations in flight).
+// - dualpipe, dualpipev: the pairs of phases 4 and 5 (and phase 5's lone backwards) defer their
+//   weight passes, each W placed after the next compute's commit; what is still deferred runs
+//   before the first backward of phase 6. Warm-up and drain stay the reference's.
+Schedule make_schedule(ScheduleKind kind, int pp, int chunks, int rank, bool ep_overlap = false);
 // make_schedule for every rank 0 .. pp-1.
-std::vector<Schedule> make_schedules(ScheduleKind kind, int pp, int chunks, bool pair_ends = false);
+std::vector<Schedule> make_schedules(ScheduleKind kind, int pp, int chunks, bool ep_overlap = false);
 
 // The compute ops only, in the notation of docs/pipeline.md: `r0: F0.0 I1.0 W1.0 (F0.3&B1.1)`
-// (and `(F0.2&I0.0)`, `(F0.0&F0.1)`, `(I0.2&I0.3)` for the pairs of pair_ends);
+// (and `(F0.2&I0.0)`, `(F0.0&F0.1)`, `(I0.2&I0.3)` for the pairs of ep_overlap);
 // with_comm adds the communication actions in their places (`recv_forward(0.1) commit F0.1`).
 std::string format_schedule(const Schedule& s, bool with_comm = false);
 // One action as printed: "F0.3", "B1.1", "I0.2", "W0.2", "(F0.3&B1.1)", "(F0.3&I0.1)", "(F0.0&F0.1)",

@@ -94,8 +94,8 @@ if [ "$what" = overlap ] || [ "$what" = all ]; then
       awk -v s="$(field "$j" step_time_s)" -v f="$(field "$j" free_link_step_time_s)" \
           -v x="$(field "$j" link_slowdown)" -v c="$(field "$j" a2a_s)" -v e="$(field "$j" a2a_exposed_s)" \
           -v l="$(field "$j" a2a_link_s)" -v q="$(field "$j" a2a_compute_ratio)" \
-          -v o="$overlap" -v r="$ranks" \
-          'BEGIN {printf "overlap: %s ranks, overlap %s: step %.3f s against %.3f s with the link suspended: %.2fx (median per pair); all-to-all on the link %.3f s (%.2f of the compute), in flight %.3f s, exposed %.3f s (%.0f%% of the link time)\n", r, o, s, f, x, l, q, c, e, 100 * e / l}'
+          -v fe="$(field "$j" free_link_a2a_exposed_s)" -v o="$overlap" -v r="$ranks" \
+          'BEGIN {printf "overlap: %s ranks, overlap %s: step %.3f s against %.3f s with the link suspended: %.2fx (median per pair); all-to-all on the link %.3f s (%.2f of the compute), in flight %.3f s, exposed %.3f s (%.0f%% of the link time; %.3f s with the link suspended)\n", r, o, s, f, x, l, q, c, e, 100 * e / l, fe}'
       echo "overlap: $j"
     done
   done

@@ -29,10 +29,10 @@ core::data::MicroBatch batch(const core::Config& c, int index) {
 }
 
 std::vector<float> grads_after(parallel::ScheduleKind kind, bool overlap, const core::Config& c,
-                               int chunks, core::MicroLosses* losses, bool pair_ends = false) {
+                               int chunks, core::MicroLosses* losses, bool ep_overlap = false) {
   core::Context ctx;
   auto pp = parallel::make_single_process_communicator("pp");
-  auto sched = parallel::make_schedule(kind, 1, chunks, 0, pair_ends);
+  auto sched = parallel::make_schedule(kind, 1, chunks, 0, ep_overlap);
   core::Model model(c, ctx, core::DType::f32, {core::StagePlan{0, 1, 0, c.model.num_layers}},
                     parallel::Executor::slots_needed(sched), nullptr, {1, 1});
   model.init(7);
@@ -62,7 +62,7 @@ TEST_CASE("executor: overlapped pairs give bitwise the gradients of plain 1F1B i
   auto serial = grads_after(parallel::ScheduleKind::sequential, false, c, 4, &d);
   // (F0&F1) (F2&I0) (F3&I1) W0 (I2&I3) W1 W2 W3: weight passes still in micro order, so the
   // same sums
-  auto ends = grads_after(parallel::ScheduleKind::sequential, true, c, 4, &e, /*pair_ends=*/true);
+  auto ends = grads_after(parallel::ScheduleKind::sequential, true, c, 4, &e, /*ep_overlap=*/true);
   CHECK(plain == pairs);
   CHECK(plain == serial);
   CHECK(plain == ends);

@@ -71,6 +71,12 @@ TEST_CASE("bench --against-free-link times each step over the emulated link and 
   CHECK(cpu < j.at("cpu_time_per_step_s").get<double>() * 2);
   CHECK(j.at("a2a_compute_ratio").get<double>() == Approx(j.at("a2a_link_s").get<double>() / cpu));
   CHECK(j.at("link_compute_cpu_s").get<double>() > 0);
+  // The free steps' waits are reported apart; without the link's 0.4 s the all-to-all waits only
+  // for the peer to reach it (tens of ms with two ranks on two cores).
+  const double free_a2a_wait = j.at("free_link_a2a_exposed_s");
+  CHECK(free_a2a_wait >= 0);
+  CHECK(free_a2a_wait < j.at("a2a_exposed_s").get<double>());
+  CHECK(j.at("free_link_exposed_comm_s").get<double>() >= free_a2a_wait);
   // The trace is of the last link step (step 5 here: the second pair runs free first), not of
   // the free step after it: rank 0's all-to-all is in flight for most of the link time.
   auto t = nlohmann::json::parse(read_text(trace));

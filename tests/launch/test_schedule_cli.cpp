@@ -42,7 +42,7 @@ TEST_CASE("flotilla schedule --simulate adds the per-rank table after the op lin
   CHECK(d.code == 0);
   CHECK_THAT(d.output, Contains("makespan 9"));
   // the order expert parallelism trains with: 2F + 2(F + I) + 2I + 4W = 12, four slots
-  auto p = run_flotilla("schedule --kind sequential --pp 1 --chunks 4 --pair-ends --simulate");
+  auto p = run_flotilla("schedule --kind sequential --pp 1 --chunks 4 --ep-overlap --simulate");
   INFO(p.output);
   CHECK(p.code == 0);
   CHECK_THAT(p.output, Contains("r0: (F0.0&F0.1) (F0.2&I0.0) (F0.3&I0.1) W0.0 (I0.2&I0.3) W0.1 W0.2 W0.3\n") &&

@@ -12,7 +12,7 @@ namespace testing {
 struct Size {
   parallel::ScheduleKind kind;
   int pp, chunks;
-  bool pair_ends = false;  // sequential only: the step's ends paired too
+  bool ep_overlap = false;  // the expert-parallel overlap form (sequential, dualpipe, dualpipev)
 };
 
 inline bool valid_size(parallel::ScheduleKind kind, int pp, int chunks) {
@@ -42,19 +42,22 @@ inline const std::vector<int>& chunk_counts() {
   return counts;
 }
 
-// Every valid (kind, pp, chunks) of the sweep, and the sequential sizes again with pair_ends.
+// Every valid (kind, pp, chunks) of the sweep, and those of every kind but 1f1b again with
+// ep_overlap.
 inline std::vector<Size> valid_sizes() {
   std::vector<Size> sizes;
-  for (auto kind : all_kinds())
-    for (int pp = 1; pp <= 8; ++pp)
-      for (int chunks : chunk_counts())
-        if (valid_size(kind, pp, chunks)) sizes.push_back({kind, pp, chunks});
-  for (int chunks : chunk_counts()) sizes.push_back({parallel::ScheduleKind::sequential, 1, chunks, true});
+  for (bool ep_overlap : {false, true})
+    for (auto kind : all_kinds())
+      for (int pp = 1; pp <= 8; ++pp)
+        for (int chunks : chunk_counts())
+          if (valid_size(kind, pp, chunks) &&
+              !(ep_overlap && kind == parallel::ScheduleKind::one_f_one_b))
+            sizes.push_back({kind, pp, chunks, ep_overlap});
   return sizes;
 }
 
 inline std::vector<parallel::Schedule> schedules_of(const Size& z) {
-  return parallel::make_schedules(z.kind, z.pp, z.chunks, z.pair_ends);
+  return parallel::make_schedules(z.kind, z.pp, z.chunks, z.ep_overlap);
 }
 
 }  // namespace testing

@@ -28,7 +28,7 @@ std::vector<std::string> read_lines(const std::string& path) {
 
 std::string size_text(const Size& z) {
   return std::string(schedule_kind_name(z.kind)) + " pp=" + std::to_string(z.pp) +
-         " chunks=" + std::to_string(z.chunks) + (z.pair_ends ? " pair_ends" : "");
+         " chunks=" + std::to_string(z.chunks) + (z.ep_overlap ? " ep_overlap" : "");
 }
 
 // Checks one rank's list alone: each (chunk, micro) forwarded once and backwarded once, in micro
@@ -46,9 +46,13 @@ void check_rank_invariants(const Schedule& s) {
     CHECK(m == fwd[c]);
     ++fwd[c];
   };
-  auto backward = [&](int c, int m) {
+  // A full backward (zero_bubble false) runs its weight pass at once: only with no older weight
+  // pass deferred, whose pieces the executor may have run in part, does each parameter sum its
+  // micro-batches' gradients in an order that does not depend on timing.
+  auto backward = [&](int c, int m, bool zero_bubble) {
     CHECK(m == bwd[c]);
     CHECK(m < fwd[c]);
+    if (!zero_bubble) CHECK(deferred.empty());
     ++bwd[c];
   };
   for (const Action& a : s.actions) {
@@ -73,7 +77,7 @@ void check_rank_invariants(const Schedule& s) {
         forward(a.chunk, a.micro);
         break;
       case ActionKind::backward:
-        backward(a.chunk, a.micro);
+        backward(a.chunk, a.micro, a.zero_bubble);
         if (a.zero_bubble) deferred.emplace_back(a.chunk, a.micro), ++zero_bubble;
         break;
       case ActionKind::weight:
@@ -86,22 +90,22 @@ void check_rank_invariants(const Schedule& s) {
         REQUIRE(a.chunk_b >= 0);
         REQUIRE(a.chunk_b < n);
         forward(a.chunk, a.micro);
-        backward(a.chunk_b, a.micro_b);
+        backward(a.chunk_b, a.micro_b, a.zero_bubble);
         if (a.zero_bubble) deferred.emplace_back(a.chunk_b, a.micro_b), ++zero_bubble;
         break;
       case ActionKind::forward_pair:
       case ActionKind::backward_pair:
         // two micro-batches of one chunk, in order, only where nothing is sent (no pipeline)
         CHECK(s.kind == ScheduleKind::sequential);
-        CHECK(s.pair_ends);
+        CHECK(s.ep_overlap);
         CHECK(a.chunk_b == a.chunk);
         CHECK(a.micro_b == a.micro + 1);
         if (a.kind == ActionKind::forward_pair) {
           forward(a.chunk, a.micro);
           forward(a.chunk_b, a.micro_b);
         } else {
-          backward(a.chunk, a.micro);
-          backward(a.chunk_b, a.micro_b);
+          backward(a.chunk, a.micro, a.zero_bubble);
+          backward(a.chunk_b, a.micro_b, a.zero_bubble);
           if (a.zero_bubble) {
             deferred.emplace_back(a.chunk, a.micro);
             deferred.emplace_back(a.chunk_b, a.micro_b);
@@ -243,9 +247,10 @@ TEST_CASE("DualPipeV on N ranks is DualPipe on 2N ranks, rank by rank", "[schedu
     for (int chunks : testing::chunk_counts()) {
       if (!testing::valid_size(ScheduleKind::dualpipev, n, chunks)) continue;
       INFO("N=" << n << " chunks=" << chunks);
-      for (int r = 0; r < n; ++r)
-        CHECK(format_schedule(make_schedule(ScheduleKind::dualpipev, n, chunks, r)) ==
-              format_schedule(make_schedule(ScheduleKind::dualpipe, 2 * n, 2 * chunks, r)));
+      for (bool ep_overlap : {false, true})
+        for (int r = 0; r < n; ++r)
+          CHECK(format_schedule(make_schedule(ScheduleKind::dualpipev, n, chunks, r, ep_overlap)) ==
+                format_schedule(make_schedule(ScheduleKind::dualpipe, 2 * n, 2 * chunks, r, ep_overlap)));
     }
 }
 
@@ -262,7 +267,7 @@ TEST_CASE("1f1b and sequential print the textbook orders", "[schedule]") {
   // No pipeline, no messages.
   for (const Action& a : make_schedule(ScheduleKind::sequential, 1, 4, 0).actions)
     CHECK(a.is_compute());
-  // pair_ends: no lone forward or backward once there are two micro-batches, and each pair's
+  // ep_overlap: no lone forward or backward once there are two micro-batches, and each pair's
   // weight passes wait one pair.
   auto paired = [](int chunks) {
     return format_schedule(make_schedule(ScheduleKind::sequential, 1, chunks, 0, true));
@@ -273,10 +278,51 @@ TEST_CASE("1f1b and sequential print the textbook orders", "[schedule]") {
   CHECK(paired(4) == "r0: (F0.0&F0.1) (F0.2&I0.0) (F0.3&I0.1) W0.0 (I0.2&I0.3) W0.1 W0.2 W0.3");
   CHECK(paired(5) ==
         "r0: (F0.0&F0.1) (F0.2&I0.0) (F0.3&I0.1) W0.0 (F0.4&I0.2) W0.1 (I0.3&I0.4) W0.2 W0.3 W0.4");
-  // the other kinds ignore it
-  CHECK(format_schedule(make_schedule(ScheduleKind::dualpipev, 2, 4, 1, true)) ==
-        format_schedule(make_schedule(ScheduleKind::dualpipev, 2, 4, 1)));
-  CHECK_FALSE(make_schedule(ScheduleKind::one_f_one_b, 1, 4, 0, true).pair_ends);
+  // 1f1b ignores it
+  CHECK_FALSE(make_schedule(ScheduleKind::one_f_one_b, 1, 4, 0, true).ep_overlap);
+}
+
+TEST_CASE("dualpipe's expert-parallel form defers the pairs' weight passes and nothing else",
+          "[schedule]") {
+  // DualPipeV pp=2 with 8 micro-batches: phases 4 and 5's backwards become input passes, each
+  // weight pass runs after the next compute's commit, the rest is left before phase 6.
+  CHECK(format_schedule(make_schedule(ScheduleKind::dualpipev, 2, 8, 0, true)) ==
+        "r0: F0.0 F0.1 F0.2 F1.0 I1.0 W1.0 F1.1 (F0.3&I1.1) (F1.2&I0.0) W1.1 (F0.4&I1.2) W0.0 "
+        "(F1.3&I0.1) W1.2 (F0.5&I1.3) W0.1 (F1.4&I0.2) W1.3 (F0.6&I1.4) W0.2 (F1.5&I0.3) W1.4 "
+        "(F0.7&I1.5) W0.3 (F1.6&I0.4) W1.5 I1.6 W0.4 (F1.7&I0.5) W1.6 W0.5 B1.7 I0.6 W0.6 I0.7 W0.7");
+  CHECK(format_schedule(make_schedule(ScheduleKind::dualpipev, 2, 8, 1, true)) ==
+        "r1: F0.0 F1.0 F0.1 F1.1 F0.2 B1.0 (F1.2&I0.0) (F0.3&I1.1) W0.0 (F1.3&I0.1) W1.1 "
+        "(F0.4&I1.2) W0.1 (F1.4&I0.2) W1.2 (F0.5&I1.3) W0.2 (F1.5&I0.3) W1.3 (F0.6&I1.4) W0.3 "
+        "(F1.6&I0.4) W1.4 (F0.7&I1.5) W0.4 (F1.7&I0.5) W1.5 W0.5 B1.6 B0.6 I1.7 I0.7 W1.7 W0.7");
+  // For every size: the same forwards and backwards in the same order, the same messages in the
+  // same batches, only weight passes moved (a B may become I and W, never the other way).
+  auto without_weights = [](const Schedule& s) {
+    std::vector<std::string> out;
+    for (Action a : s.actions) {
+      if (a.kind == ActionKind::weight) continue;
+      a.zero_bubble = false;
+      out.push_back(action_label(a));
+    }
+    return out;
+  };
+  int compared = 0;
+  for (ScheduleKind kind : {ScheduleKind::dualpipe, ScheduleKind::dualpipev})
+    for (int pp = 1; pp <= 8; ++pp)
+      for (int chunks : testing::chunk_counts()) {
+        if (!testing::valid_size(kind, pp, chunks)) continue;
+        INFO(schedule_kind_name(kind) << " pp=" << pp << " chunks=" << chunks);
+        for (int r = 0; r < pp; ++r) {
+          const Schedule plain = make_schedule(kind, pp, chunks, r);
+          const Schedule ep = make_schedule(kind, pp, chunks, r, true);
+          CHECK(ep.ep_overlap);
+          CHECK(without_weights(ep) == without_weights(plain));
+          // Every main-loop pair defers its backward's weight pass.
+          for (const Action& a : ep.actions)
+            if (a.kind == ActionKind::forward_backward) CHECK(a.zero_bubble);
+          ++compared;
+        }
+      }
+  CHECK(compared > 100);
 }
 
 TEST_CASE("communication mirrors the reference's calls", "[schedule]") {
@@ -321,8 +367,8 @@ TEST_CASE("in-flight peaks: activations PP+1 for DualPipe and DualPipeV, slots p
           CHECK(p.activations == z.pp - s.rank);
           break;
         case ScheduleKind::sequential:
-          CHECK(p.activations == std::min(z.pair_ends ? 3 : 2, z.chunks));
-          if (z.pair_ends) CHECK(p.slots[0] == std::min(4, z.chunks));
+          CHECK(p.activations == std::min(z.ep_overlap ? 3 : 2, z.chunks));
+          if (z.ep_overlap) CHECK(p.slots[0] == std::min(4, z.chunks));
           break;
       }
       // A slot lives from the forward to the weight pass, so it is never fewer than the

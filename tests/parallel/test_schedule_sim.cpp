@@ -17,7 +17,7 @@ namespace {
 
 std::string size_text(const Size& z) {
   return std::string(schedule_kind_name(z.kind)) + " pp=" + std::to_string(z.pp) +
-         " chunks=" + std::to_string(z.chunks) + (z.pair_ends ? " pair_ends" : "");
+         " chunks=" + std::to_string(z.chunks) + (z.ep_overlap ? " ep_overlap" : "");
 }
 
 // The published bubble per rank: (PP/2-1)(F&B+B-3W) for DualPipe and DualPipeV with PP counting
