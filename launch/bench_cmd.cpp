@@ -58,7 +58,9 @@ int64_t traced_step(const BenchArgs& args) {
 
 int bench_body(const BenchArgs& args, const core::Config& cfg, Runtime& rt);
 
-int run_bench(const BenchArgs& args) {
+int run_bench(const BenchArgs& given) {
+  BenchArgs args = given;
+  if (args.a2a_ratio > 0) args.against_free_link = true;
   core::Config cfg = core::load_config(args.config, args.overrides);
   auto rt = start_runtime(cfg);
   return guarded(*rt, [&] { return bench_body(args, cfg, *rt); });
@@ -67,15 +69,49 @@ int run_bench(const BenchArgs& args) {
 int bench_body(const BenchArgs& args, const core::Config& cfg, Runtime& rt) {
   core::Context& ctx = rt.ctx;
 
-  if (args.against_free_link && (cfg.parallel.link.bandwidth_gbps <= 0 || ctx.world_size < 2))
+  const bool a2a_on_link =
+      parallel::LinkModel::parse_traffic(cfg.parallel.link.traffic) &
+      (1u << static_cast<unsigned>(parallel::Traffic::expert_a2a));
+  if (args.a2a_ratio > 0 && (ctx.world_size < 2 || cfg.parallel.ep < 2 || !a2a_on_link ||
+                             args.warmup < 1))
+    FLOT_THROW(core::ConfigError,
+               "bench --a2a-ratio sets the emulated link from the all-to-all and computation of "
+               "the warm-up steps, and this run cannot measure them ({} rank(s), parallel.ep = {}, "
+               "parallel.link.traffic = '{}', --warmup {}); launch more than one rank with "
+               "mpirun, set parallel.ep > 1, let the link carry expert_a2a and warm up for at "
+               "least one step",
+               ctx.world_size, cfg.parallel.ep, cfg.parallel.link.traffic, args.warmup);
+  if (args.a2a_ratio <= 0 && args.against_free_link &&
+      (cfg.parallel.link.bandwidth_gbps <= 0 || ctx.world_size < 2))
     FLOT_THROW(core::ConfigError,
                "bench --against-free-link compares steps over an emulated link with steps without "
                "it, and this run has none (parallel.link.bandwidth_gbps = {}, {} rank(s)); set "
-               "parallel.link.bandwidth_gbps > 0 and launch more than one rank with mpirun",
+               "parallel.link.bandwidth_gbps > 0 (or use --a2a-ratio) and launch more than one "
+               "rank with mpirun",
                cfg.parallel.link.bandwidth_gbps, ctx.world_size);
   core::Trainer trainer(cfg, ctx, /*run_dir=*/"", /*log=*/false);
   if (!args.trace.empty()) trainer.trace_step(traced_step(args), args.trace);
-  for (int i = 0; i < args.warmup; ++i) trainer.step();
+  // --a2a-ratio: the warm-up runs without the link, and its last step (the first can still grow
+  // activation slots) sets the bandwidth at which that step's exchanges, each paced by its larger
+  // side, would last a2a_ratio times its computation. Every rank gets the same figures (the
+  // metrics are the slowest rank's), so every rank sets the same link.
+  double gbps = cfg.parallel.link.bandwidth_gbps, set_from_paced = 0, set_from_cpu = 0;
+  if (args.a2a_ratio > 0) ctx.comm->set_link_suspended(true);
+  for (int i = 0; i < args.warmup; ++i) {
+    const core::StepMetrics m = trainer.step();
+    set_from_paced = static_cast<double>(m.a2a_paced_bytes.value_or(0));
+    set_from_cpu = m.compute_cpu_s;
+  }
+  if (args.a2a_ratio > 0) {
+    if (set_from_paced <= 0 || set_from_cpu <= 0)
+      FLOT_THROW(core::ConfigError,
+                 "bench --a2a-ratio: the last warm-up step exchanged {} bytes in {} s of "
+                 "computation, nothing to set a link from",
+                 set_from_paced, set_from_cpu);
+    gbps = set_from_paced * 8 / (args.a2a_ratio * set_from_cpu) / 1e9;
+    ctx.comm->set_link_bandwidth(gbps);
+    ctx.comm->set_link_suspended(false);
+  }
   std::vector<double> times, fwd, bwd, opt, a2a, comm, exposed, bubble, a2a_s, a2a_exposed, paced;
   double last_loss = 0;
   int peak_act = 0;
@@ -167,14 +203,16 @@ int bench_body(const BenchArgs& args, const core::Config& cfg, Runtime& rt) {
   if (!a2a_s.empty()) j["a2a_s"] = median(a2a_s);
   if (!a2a_exposed.empty()) j["a2a_exposed_s"] = median(a2a_exposed);
   if (!paced.empty()) j["a2a_paced_bytes"] = median(paced);
-  j["link_gbps"] = cfg.parallel.link.bandwidth_gbps;
+  j["link_gbps"] = gbps;
+  if (args.a2a_ratio > 0) {
+    j["a2a_ratio_target"] = args.a2a_ratio;
+    j["link_set_from_paced_bytes"] = set_from_paced;  // link_gbps = these bytes * 8 over
+    j["link_set_from_compute_cpu_s"] = set_from_cpu;  // a2a_ratio_target times this
+  }
   // The step's all-to-all on the emulated link with nothing else on it: each exchange as long as
   // its larger side takes (the 1:1 ratio of docs/performance.md sets this against the compute).
-  const double gbps = cfg.parallel.link.bandwidth_gbps;
-  const bool a2a_on_link = gbps > 0 && (parallel::LinkModel::parse_traffic(cfg.parallel.link.traffic) &
-                                        (1u << static_cast<unsigned>(parallel::Traffic::expert_a2a)));
   j["compute_cpu_s"] = median(compute_cpu);
-  if (!paced.empty() && a2a_on_link) {
+  if (!paced.empty() && a2a_on_link && gbps > 0) {
     j["a2a_link_s"] = median(paced) * 8 / (gbps * 1e9);
     // Against the compute's CPU time rather than the free step's wall time: with more ranks than
     // cores a rank computes for only part of each step, and the wall time would set the link

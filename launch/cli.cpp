@@ -71,6 +71,11 @@ int run_cli(int argc, char** argv) {
   b->add_flag("--against-free-link", bench.against_free_link,
               "time each step over the emulated link and again with the link suspended, "
               "alternating; adds free_link_step_time_s and link_slowdown");
+  b->add_option("--a2a-ratio", bench.a2a_ratio,
+                "set the emulated link after the warm-up steps (run without it) so that a step's "
+                "all-to-all on it lasts R times their computation (1: DeepSeek-V3's 1:1); "
+                "implies --against-free-link")
+      ->check(CLI::PositiveNumber);
 
   ScheduleArgs sched;
   CLI::App* s = app.add_subcommand("schedule", "print a pipeline schedule's op order per rank");

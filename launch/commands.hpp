@@ -25,6 +25,10 @@ struct BenchArgs {
   // Each timed step is a pair: one over the emulated link (parallel.link), one with the link
   // suspended, in alternating order, so that both see the same machine (docs/performance.md).
   bool against_free_link = false;
+  // > 0: the link's bandwidth is set after the warm-up steps (run without the link) so that a
+  // step's all-to-all on it lasts this many times the computation they measured; implies
+  // against_free_link.
+  double a2a_ratio = 0;
 };
 int run_bench(const BenchArgs& args);
 

@@ -129,6 +129,9 @@ class Communicator {
   // Suspends or resumes the emulated link (parallel.link) of this rank, for every communicator
   // split from the same world; no-op without one. Call it on every rank between steps.
   virtual void set_link_suspended(bool suspended) { (void)suspended; }
+  // Sets the emulated link's bandwidth (> 0) of this rank from now on, for every communicator
+  // split from the same world; no-op in one process. Call it on every rank between steps.
+  virtual void set_link_bandwidth(double bandwidth_gbps) { (void)bandwidth_gbps; }
   virtual std::vector<CommRecord> take_records() { return {}; }
 };
 

@@ -1,6 +1,8 @@
 // The emulated link: one outgoing queue per rank with a fixed bandwidth and latency.
 #include "parallel/link_model.hpp"
 
+#include <cmath>
+
 #include <algorithm>
 #include <sstream>
 
@@ -37,7 +39,14 @@ LinkModel::LinkModel(double bandwidth_gbps, double latency_us, unsigned traffic)
   FLOT_CHECK(bandwidth_gbps >= 0 && latency_us >= 0, "link {} Gbit/s, {} us", bandwidth_gbps,
              latency_us);
   seconds_per_byte_ = bandwidth_gbps > 0 ? 8.0 / (bandwidth_gbps * 1e9) : 0.0;
-  latency_s_ = bandwidth_gbps > 0 ? latency_us * 1e-6 : 0.0;
+  latency_s_ = latency_us * 1e-6;  // only while enabled(): a link without bandwidth adds none
+}
+
+void LinkModel::set_bandwidth(double bandwidth_gbps) {
+  FLOT_CHECK(bandwidth_gbps > 0 && std::isfinite(bandwidth_gbps), "link bandwidth {} Gbit/s",
+             bandwidth_gbps);
+  seconds_per_byte_ = 8.0 / (bandwidth_gbps * 1e9);
+  free_at_ = 0;
 }
 
 void LinkModel::set_suspended(bool suspended) {

@@ -35,13 +35,15 @@ class LinkModel {
   // --against-free-link` times steps with and without it in one run); resuming starts from an
   // empty queue.
   void set_suspended(bool suspended);
+  // A new bandwidth (> 0) from now on, with the latency given at construction; the queue starts
+  // empty. `flotilla bench --a2a-ratio` sets the link from the computation it measured.
+  void set_bandwidth(double bandwidth_gbps);
   // The time (same clock as `now`, seconds) at which a message of `bytes` posted at `now` has
   // arrived, and the link is busy until it has left. extra_latency_steps adds that many further
   // latencies (collectives made of several dependent messages). Traffic the link does not carry
   // arrives at `now` and leaves the link's queue as it was.
   double arrival(double now, int64_t bytes, int extra_latency_steps = 0,
                  Traffic traffic = Traffic::other);
-  double latency_s() const { return latency_s_; }
 
  private:
   double seconds_per_byte_ = 0, latency_s_ = 0;

@@ -257,6 +257,9 @@ class MpiCommunicator : public Communicator {
   CommStats stats() const override { return engine_->stats(); }
   void set_recording(bool on) override { engine_->set_recording(on); }
   void set_link_suspended(bool suspended) override { engine_->set_link_suspended(suspended); }
+  void set_link_bandwidth(double bandwidth_gbps) override {
+    engine_->set_link_bandwidth(bandwidth_gbps);
+  }
   std::vector<CommRecord> take_records() override { return engine_->take_records(); }
 
  private:

@@ -110,6 +110,11 @@ void Engine::set_link_suspended(bool suspended) {
   link_.set_suspended(suspended);
 }
 
+void Engine::set_link_bandwidth(double bandwidth_gbps) {
+  std::lock_guard<std::mutex> lk(mu_);
+  link_.set_bandwidth(bandwidth_gbps);
+}
+
 void Engine::count_exchange(Traffic t, int64_t larger_side_bytes) {
   std::lock_guard<std::mutex> lk(mu_);
   stats_.exchange_bytes[static_cast<int>(t)] += larger_side_bytes;

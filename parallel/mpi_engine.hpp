@@ -77,6 +77,7 @@ class Engine {
   double arrival(int64_t bytes, int extra_latency_steps, Traffic traffic);
   bool link_enabled() const { return link_.enabled(); }
   void set_link_suspended(bool suspended);
+  void set_link_bandwidth(double bandwidth_gbps);
   void count_bytes(Traffic t, int64_t bytes);
   // One point-to-point exchange: the larger of its bytes out and in (CommStats::exchange_bytes).
   void count_exchange(Traffic t, int64_t larger_side_bytes);

@@ -6,8 +6,8 @@
 #   link50   dp 2 ep 2 over an emulated 50 Gbit/s, 5 us link (DeepSeek-V3's InfiniBand class):
 #            all-to-all bytes, communication in flight and exposed, overlap off and on
 #   overlap  the link set so that one step's all-to-all takes about as long as its computation
-#            (DeepSeek-V3's 1:1): exposed communication and step time against a free link (bench
-#            --against-free-link: every timed step also run with the link suspended), overlap on
+#            (DeepSeek-V3's 1:1, bench --a2a-ratio 1): exposed communication and step time against
+#            a free link (every timed step also run with the link suspended), overlap on
 #            and off, for pp 1 x ep 2 (2 ranks) and pp 2 x ep 2 (4 ranks). Only the
 #            all-to-all takes the emulated link (LINK_TRAFFIC=expert_a2a; LINK_TRAFFIC=all slows
 #            the data-parallel reduction and the pipeline's messages too)
@@ -29,9 +29,9 @@ run() {  # ranks, then flotilla bench arguments; prints the JSON line
   local ranks="$1"
   shift
   if [ "$ranks" = 1 ]; then
-    "$bin" bench --steps "$steps" --warmup 1 "$@"
+    "$bin" bench --steps "$steps" --warmup "${warmup:-1}" "$@"
   else
-    mpirun -np "$ranks" --oversubscribe --bind-to none "$bin" bench --steps "$steps" --warmup 1 "$@"
+    mpirun -np "$ranks" --oversubscribe --bind-to none "$bin" bench --steps "$steps" --warmup "${warmup:-1}" "$@"
   fi | grep '^{'
 }
 field() { echo "$1" | grep -o "\"$2\":[^,}]*" | cut -d: -f2 | tr -d '"'; }
@@ -73,29 +73,23 @@ if [ "$what" = overlap ] || [ "$what" = all ]; then
   for layout in "2 --set parallel.pp=1" "4 --set parallel.pp=2 --set parallel.schedule=dualpipev"; do
     ranks=${layout%% *}
     extra=(${layout#* })
-    free=$(run "$ranks" "${pairs[@]}" "${extra[@]}" --set train.global_batch_size=$((8 * micro * ranks)))
-    step=$(field "$free" step_time_s)
-    cpu=$(field "$free" compute_cpu_s)
-    # An exchange lasts until its larger side has arrived: the bandwidth at which the step's
-    # exchanges, each paced by its larger side (a2a_paced_bytes), take as long as a rank's
-    # computation (its compute CPU time: with four ranks on two cores a free step's wall time is
-    # two ranks' computation).
-    bytes=$(field "$free" a2a_paced_bytes)
-    gbps=$(awk -v b="$bytes" -v s="$cpu" 'BEGIN {printf "%.4f", b * 8 / s / 1e9}')
-    echo "overlap: $ranks ranks${extra[*]:+ ${extra[*]}}: free link step $step s, compute $cpu s CPU, a2a $bytes B/rank paced -> link $gbps Gbit/s"
     for overlap in false true; do
-      # Each timed step twice, over the link and with it suspended, alternating: the slowdown is
-      # the median ratio of the two steps of a pair, which a noisy machine moves far less than
-      # the ratio of two runs' medians.
-      j=$(run "$ranks" "${pairs[@]}" "${extra[@]}" --set train.global_batch_size=$((8 * micro * ranks)) \
-          --set parallel.link.bandwidth_gbps="$gbps" --set parallel.link.latency_us=5 \
-          --set parallel.link.traffic="${LINK_TRAFFIC:-expert_a2a}" --set parallel.overlap=$overlap \
-          --against-free-link)
+      # bench --a2a-ratio 1 sets the link after two warm-up steps without it: an exchange lasts
+      # until its larger side has arrived, so the bandwidth at which the last warm-up step's
+      # exchanges, each paced by its larger side (a2a_paced_bytes), take as long as a rank's
+      # computation (its compute CPU time: with four ranks on two cores a free step's wall time
+      # is two ranks' computation). Measured in the same run, so a machine whose speed drifts
+      # between runs still gets 1:1. Then each timed step runs twice, over the link and with it
+      # suspended, alternating: the slowdown is the median ratio of the two steps of a pair,
+      # which a noisy machine moves far less than the ratio of two runs' medians.
+      j=$(warmup=2 run "$ranks" "${pairs[@]}" "${extra[@]}" --set train.global_batch_size=$((8 * micro * ranks)) \
+          --set parallel.link.latency_us=5 --set parallel.link.traffic="${LINK_TRAFFIC:-expert_a2a}" \
+          --set parallel.overlap=$overlap --a2a-ratio 1)
       awk -v s="$(field "$j" step_time_s)" -v f="$(field "$j" free_link_step_time_s)" \
           -v x="$(field "$j" link_slowdown)" -v c="$(field "$j" a2a_s)" -v e="$(field "$j" a2a_exposed_s)" \
-          -v l="$(field "$j" a2a_link_s)" -v q="$(field "$j" a2a_compute_ratio)" \
+          -v l="$(field "$j" a2a_link_s)" -v q="$(field "$j" a2a_compute_ratio)" -v g="$(field "$j" link_gbps)" \
           -v fe="$(field "$j" free_link_a2a_exposed_s)" -v o="$overlap" -v r="$ranks" \
-          'BEGIN {printf "overlap: %s ranks, overlap %s: step %.3f s against %.3f s with the link suspended: %.2fx (median per pair); all-to-all on the link %.3f s (%.2f of the compute), in flight %.3f s, exposed %.3f s (%.0f%% of the link time; %.3f s with the link suspended)\n", r, o, s, f, x, l, q, c, e, 100 * e / l, fe}'
+          'BEGIN {printf "overlap: %s ranks, overlap %s, link %.3f Gbit/s: step %.3f s against %.3f s with the link suspended: %.2fx (median per pair); all-to-all on the link %.3f s (%.2f of the compute), in flight %.3f s, exposed %.3f s (%.0f%% of the link time; %.3f s with the link suspended)\n", r, o, g, s, f, x, l, q, c, e, 100 * e / l, fe}'
       echo "overlap: $j"
     done
   done

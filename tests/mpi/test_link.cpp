@@ -44,6 +44,22 @@ TEST_CASE("a suspended link lets messages leave at once and resumes with an empt
   CHECK(link.arrival(1.0, 1000000) == Approx(1.0 + 1e-3 + 10e-6));
 }
 
+TEST_CASE("a link's bandwidth can be set later, keeping its latency and traffic", "[link]") {
+  using parallel::Traffic;
+  // Built without bandwidth (off), for the all-to-all only, 10 us: bench --a2a-ratio sets it.
+  parallel::LinkModel link(0.0, 10.0, parallel::LinkModel::parse_traffic("expert_a2a"));
+  CHECK_FALSE(link.enabled());
+  CHECK(link.arrival(1.0, 1000000, 0, Traffic::expert_a2a) == 1.0);
+  link.set_bandwidth(8.0);  // 1 GB/s
+  CHECK(link.enabled());
+  CHECK(link.arrival(1.0, 1000000, 0, Traffic::expert_a2a) == Approx(1.0 + 1e-3 + 10e-6));
+  CHECK(link.arrival(1.0, 1000000, 0, Traffic::gradients) == 1.0);
+  // a new bandwidth starts from an empty queue
+  link.set_bandwidth(16.0);
+  CHECK(link.arrival(1.0, 1000000, 0, Traffic::expert_a2a) == Approx(1.0 + 0.5e-3 + 10e-6));
+  CHECK_THROWS(link.set_bandwidth(0.0));
+}
+
 TEST_CASE("link traffic classes: only the chosen ones take the link", "[link]") {
   using parallel::LinkModel;
   using parallel::Traffic;
