@@ -91,16 +91,17 @@ int bench_body(const BenchArgs& args, const core::Config& cfg, Runtime& rt) {
                cfg.parallel.link.bandwidth_gbps, ctx.world_size);
   core::Trainer trainer(cfg, ctx, /*run_dir=*/"", /*log=*/false);
   if (!args.trace.empty()) trainer.trace_step(traced_step(args), args.trace);
-  // --a2a-ratio: the warm-up runs without the link, and its last step (the first can still grow
-  // activation slots) sets the bandwidth at which that step's exchanges, each paced by its larger
-  // side, would last a2a_ratio times its computation. Every rank gets the same figures (the
-  // metrics are the slowest rank's), so every rank sets the same link.
+  // --a2a-ratio: the warm-up runs without the link and sets the bandwidth at which the last
+  // warm-up step's exchanges, each paced by its larger side, would last a2a_ratio times a step's
+  // computation: the least compute of the warm-up steps after the first (the first grows
+  // activation slots, and on a shared machine the least is the one least disturbed). Every rank
+  // gets the same figures (the metrics are the slowest rank's), so every rank sets the same link.
   double gbps = cfg.parallel.link.bandwidth_gbps, set_from_paced = 0, set_from_cpu = 0;
   if (args.a2a_ratio > 0) ctx.comm->set_link_suspended(true);
   for (int i = 0; i < args.warmup; ++i) {
     const core::StepMetrics m = trainer.step();
     set_from_paced = static_cast<double>(m.a2a_paced_bytes.value_or(0));
-    set_from_cpu = m.compute_cpu_s;
+    if (i <= 1 || m.compute_cpu_s < set_from_cpu) set_from_cpu = m.compute_cpu_s;
   }
   if (args.a2a_ratio > 0) {
     if (set_from_paced <= 0 || set_from_cpu <= 0)
@@ -207,7 +208,7 @@ int bench_body(const BenchArgs& args, const core::Config& cfg, Runtime& rt) {
   if (args.a2a_ratio > 0) {
     j["a2a_ratio_target"] = args.a2a_ratio;
     j["link_set_from_paced_bytes"] = set_from_paced;  // link_gbps = these bytes * 8 over
-    j["link_set_from_compute_cpu_s"] = set_from_cpu;  // a2a_ratio_target times this
+    j["link_set_from_compute_cpu_s"] = set_from_cpu;  // a2a_ratio_target times these seconds
   }
   // The step's all-to-all on the emulated link with nothing else on it: each exchange as long as
   // its larger side takes (the 1:1 ratio of docs/performance.md sets this against the compute).
