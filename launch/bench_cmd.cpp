@@ -91,28 +91,33 @@ int bench_body(const BenchArgs& args, const core::Config& cfg, Runtime& rt) {
                cfg.parallel.link.bandwidth_gbps, ctx.world_size);
   core::Trainer trainer(cfg, ctx, /*run_dir=*/"", /*log=*/false);
   if (!args.trace.empty()) trainer.trace_step(traced_step(args), args.trace);
-  // --a2a-ratio: the warm-up runs without the link and sets the bandwidth at which the last
-  // warm-up step's exchanges, each paced by its larger side, would last a2a_ratio times a step's
-  // computation: the least compute of the warm-up steps after the first (the first grows
-  // activation slots, and on a shared machine the least is the one least disturbed). Every rank
-  // gets the same figures (the metrics are the slowest rank's), so every rank sets the same link.
-  double gbps = cfg.parallel.link.bandwidth_gbps, set_from_paced = 0, set_from_cpu = 0;
+  // --a2a-ratio: every link step gets the bandwidth at which the exchanges of the latest step
+  // without the link, each paced by its larger side, would last a2a_ratio times that step's
+  // computation. The machine's speed drifts and the routing evens out over the first steps, so
+  // the link follows them pair by pair; the first link step is set from the warm-up (run without
+  // the link): its last step's bytes over the least compute of the steps after the first (the
+  // first grows activation slots). The metrics are the slowest rank's, the same on every rank,
+  // so every rank sets the same link.
+  double gbps = cfg.parallel.link.bandwidth_gbps, ref_paced = 0, ref_cpu = 0;
+  std::vector<double> gbps_used;
+  auto set_link = [&] {
+    if (args.a2a_ratio <= 0) return;
+    if (ref_paced <= 0 || ref_cpu <= 0)
+      FLOT_THROW(core::ConfigError,
+                 "bench --a2a-ratio: a step without the link exchanged {} bytes in {} s of "
+                 "computation, nothing to set a link from",
+                 ref_paced, ref_cpu);
+    gbps = ref_paced * 8 / (args.a2a_ratio * ref_cpu) / 1e9;
+    ctx.comm->set_link_bandwidth(gbps);
+    gbps_used.push_back(gbps);
+  };
   if (args.a2a_ratio > 0) ctx.comm->set_link_suspended(true);
   for (int i = 0; i < args.warmup; ++i) {
     const core::StepMetrics m = trainer.step();
-    set_from_paced = static_cast<double>(m.a2a_paced_bytes.value_or(0));
-    if (i <= 1 || m.compute_cpu_s < set_from_cpu) set_from_cpu = m.compute_cpu_s;
+    ref_paced = static_cast<double>(m.a2a_paced_bytes.value_or(0));
+    if (i <= 1 || m.compute_cpu_s < ref_cpu) ref_cpu = m.compute_cpu_s;
   }
-  if (args.a2a_ratio > 0) {
-    if (set_from_paced <= 0 || set_from_cpu <= 0)
-      FLOT_THROW(core::ConfigError,
-                 "bench --a2a-ratio: the last warm-up step exchanged {} bytes in {} s of "
-                 "computation, nothing to set a link from",
-                 set_from_paced, set_from_cpu);
-    gbps = set_from_paced * 8 / (args.a2a_ratio * set_from_cpu) / 1e9;
-    ctx.comm->set_link_bandwidth(gbps);
-    ctx.comm->set_link_suspended(false);
-  }
+  if (args.a2a_ratio > 0) ctx.comm->set_link_suspended(false);
   std::vector<double> times, fwd, bwd, opt, a2a, comm, exposed, bubble, a2a_s, a2a_exposed, paced;
   double last_loss = 0;
   int peak_act = 0;
@@ -134,11 +139,16 @@ int bench_body(const BenchArgs& args, const core::Config& cfg, Runtime& rt) {
     compute_cpu.push_back(m.compute_cpu_s);
     if (m.exposed_comm_s) free_exposed.push_back(*m.exposed_comm_s);
     if (m.a2a_exposed_s) free_a2a_exposed.push_back(*m.a2a_exposed_s);
+    ref_paced = static_cast<double>(m.a2a_paced_bytes.value_or(0));
+    ref_cpu = m.compute_cpu_s;
     ctx.comm->set_link_suspended(false);
   };
+  // Per link step: its all-to-all on the link alone, its paced bytes over the bandwidth it had.
+  std::vector<double> a2a_link;
   for (int i = 0; i < args.steps; ++i) {
     // Free step first in every other pair, so that a drifting machine favours neither.
     if (args.against_free_link && i % 2 == 1) free_step();
+    set_link();
     core::StepMetrics m = trainer.step();
     if (args.against_free_link) {
       if (i % 2 == 0) free_step();
@@ -156,6 +166,8 @@ int bench_body(const BenchArgs& args, const core::Config& cfg, Runtime& rt) {
     if (m.a2a_s) a2a_s.push_back(*m.a2a_s);
     if (m.a2a_exposed_s) a2a_exposed.push_back(*m.a2a_exposed_s);
     if (m.a2a_paced_bytes) paced.push_back(static_cast<double>(*m.a2a_paced_bytes));
+    if (m.a2a_paced_bytes && gbps > 0)
+      a2a_link.push_back(static_cast<double>(*m.a2a_paced_bytes) * 8 / (gbps * 1e9));
     peak_act = std::max(peak_act, m.peak_activations);
     last_loss = m.loss;
   }
@@ -204,17 +216,17 @@ int bench_body(const BenchArgs& args, const core::Config& cfg, Runtime& rt) {
   if (!a2a_s.empty()) j["a2a_s"] = median(a2a_s);
   if (!a2a_exposed.empty()) j["a2a_exposed_s"] = median(a2a_exposed);
   if (!paced.empty()) j["a2a_paced_bytes"] = median(paced);
-  j["link_gbps"] = gbps;
-  if (args.a2a_ratio > 0) {
+  j["link_gbps"] = gbps_used.empty() ? gbps : median(gbps_used);
+  if (!gbps_used.empty()) {
     j["a2a_ratio_target"] = args.a2a_ratio;
-    j["link_set_from_paced_bytes"] = set_from_paced;  // link_gbps = these bytes * 8 over
-    j["link_set_from_compute_cpu_s"] = set_from_cpu;  // a2a_ratio_target times these seconds
+    j["link_gbps_min"] = *std::min_element(gbps_used.begin(), gbps_used.end());
+    j["link_gbps_max"] = *std::max_element(gbps_used.begin(), gbps_used.end());
   }
   // The step's all-to-all on the emulated link with nothing else on it: each exchange as long as
   // its larger side takes (the 1:1 ratio of docs/performance.md sets this against the compute).
   j["compute_cpu_s"] = median(compute_cpu);
-  if (!paced.empty() && a2a_on_link && gbps > 0) {
-    j["a2a_link_s"] = median(paced) * 8 / (gbps * 1e9);
+  if (!a2a_link.empty() && a2a_on_link) {
+    j["a2a_link_s"] = median(a2a_link);
     // Against the compute's CPU time rather than the free step's wall time: with more ranks than
     // cores a rank computes for only part of each step, and the wall time would set the link
     // against every rank sharing its core.
