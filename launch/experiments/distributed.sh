@@ -74,15 +74,15 @@ if [ "$what" = overlap ] || [ "$what" = all ]; then
     ranks=${layout%% *}
     extra=(${layout#* })
     for overlap in false true; do
-      # bench --a2a-ratio 1 sets the link after three warm-up steps without it: an exchange lasts
-      # until its larger side has arrived, so the bandwidth at which the last warm-up step's
-      # exchanges, each paced by its larger side (a2a_paced_bytes), take as long as a rank's
-      # computation (its compute CPU time: with four ranks on two cores a free step's wall time
-      # is two ranks' computation). Measured in the same run, so a machine whose speed drifts
-      # between runs still gets 1:1. Then each timed step runs twice, over the link and with it
-      # suspended, alternating: the slowdown is the median ratio of the two steps of a pair,
+      # bench --a2a-ratio 1 sets the link before every link step from the latest step without
+      # it: an exchange lasts until its larger side has arrived, so the bandwidth at which that
+      # step's exchanges, each paced by its larger side (a2a_paced_bytes), take as long as a
+      # rank's computation (its compute CPU time: with four ranks on two cores a free step's wall
+      # time is two ranks' computation). The link follows the machine's speed, which drifts by a
+      # quarter between and within runs here. Each timed step runs twice, over the link and with
+      # it suspended, alternating: the slowdown is the median ratio of the two steps of a pair,
       # which a noisy machine moves far less than the ratio of two runs' medians.
-      j=$(warmup=3 run "$ranks" "${pairs[@]}" "${extra[@]}" --set train.global_batch_size=$((8 * micro * ranks)) \
+      j=$(warmup=2 run "$ranks" "${pairs[@]}" "${extra[@]}" --set train.global_batch_size=$((8 * micro * ranks)) \
           --set parallel.link.latency_us=5 --set parallel.link.traffic="${LINK_TRAFFIC:-expert_a2a}" \
           --set parallel.overlap=$overlap --a2a-ratio 1)
       awk -v s="$(field "$j" step_time_s)" -v f="$(field "$j" free_link_step_time_s)" \
