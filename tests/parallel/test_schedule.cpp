@@ -319,6 +319,10 @@ TEST_CASE("dualpipe's expert-parallel form defers the pairs' weight passes and n
           // Every main-loop pair defers its backward's weight pass.
           for (const Action& a : ep.actions)
             if (a.kind == ActionKind::forward_backward) CHECK(a.zero_bubble);
+          // The price: at most one more micro-batch slot per chunk, activations unchanged.
+          for (int c = 0; c < 2; ++c)
+            CHECK(max_in_flight_slots(ep, c) <= max_in_flight_slots(plain, c) + 1);
+          CHECK(in_flight_peaks(ep).activations == in_flight_peaks(plain).activations);
           ++compared;
         }
       }
