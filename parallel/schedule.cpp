@@ -199,10 +199,7 @@ class Builder {
   void push(Action a) { s_.actions.push_back(a); }
   void commit_then_weights() {
     commit();
-    while (weight_keep_ >= 0 && deferred_.size() > static_cast<size_t>(weight_keep_)) {
-      push({ActionKind::weight, deferred_.front().chunk, deferred_.front().micro});
-      deferred_.pop_front();
-    }
+    while (weight_keep_ >= 0 && deferred_.size() > static_cast<size_t>(weight_keep_)) weight_chunk();
   }
   // A full backward runs its weight pass at once. With older weight passes still deferred, the
   // executor may have run some of their pieces inside pairs and not others, so a parameter's
@@ -315,7 +312,8 @@ void emit_one_f_one_b(Builder& b, int pp, int chunks, int rank) {
 // all-to-all of one micro-batch hide behind the other's compute.
 //
 // ep_overlap: (F0&F1), then (F m & I m-2) pairs, each but the first followed by the oldest
-// deferred weight pass, then (I c-2 & I c-1) and the remaining weight passes. Every exchange of
+// deferred weight pass (placed before the next pair: set_weight_keep(1)), then (I c-2 & I c-1)
+// and the remaining weight passes. Every exchange of
 // the step travels behind another micro-batch's compute, and each weight pass, deferred past one
 // more pair, is work the executor can run while that pair waits for an exchange.
 void emit_sequential(Builder& b, int chunks, bool ep_overlap) {
@@ -327,10 +325,8 @@ void emit_sequential(Builder& b, int chunks, bool ep_overlap) {
     return;
   }
   b.same_pair_chunk(0, /*forward=*/true);
-  for (int m = 2; m < chunks; ++m) {
-    b.forward_backward_chunk(0, 0, /*recv0=*/true, /*zero_bubble=*/true);
-    if (m >= 3) b.weight_chunk();
-  }
+  b.set_weight_keep(1);
+  for (int m = 2; m < chunks; ++m) b.forward_backward_chunk(0, 0, /*recv0=*/true, /*zero_bubble=*/true);
   b.same_pair_chunk(0, /*forward=*/false, /*zero_bubble=*/true);
   while (b.has_deferred()) b.weight_chunk();
   b.finish();
