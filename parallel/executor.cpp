@@ -138,9 +138,23 @@ void Executor::release_if_idle(int chunk, int micro) {
   cs.slot_of[micro] = -1;
 }
 
-void Executor::commit() {
+void Executor::commit(StepRun& r, bool record) {
   if (q_sends_.empty() && q_recvs_.empty()) return;
-  pp_.send_recv(q_sends_, q_recvs_, Traffic::pipeline)->wait();
+  HandlePtr h = pp_.send_recv(q_sends_, q_recvs_, Traffic::pipeline);
+  if (overlap_) {
+    // While the neighbours' messages are on their way, deferred weight pieces run (the
+    // pipeline's bubble filled with work that would otherwise run later).
+    std::string what;
+    double t = now_s();
+    while (!h->done() && fill_one(record ? &what : nullptr, r, &r.commit_weight_pieces)) {
+      const double n = now_s();
+      r.backward_s += n - t;
+      r.compute_s += n - t;
+      if (record) r.trace.push_back({what, "weight", t, n, TraceLane::compute});
+      t = n;
+    }
+  }
+  h->wait();
   q_sends_.clear();
   q_recvs_.clear();
   // Sent outputs and gradients may now be freed with their slots (the reference's to_free).
@@ -191,7 +205,7 @@ void Executor::finish_forward(int chunk, int micro, StepRun& r) {
   r.peak_activations = std::max(r.peak_activations, ++in_flight_);
 }
 
-void Executor::backward_begin(int chunk, int micro, bool zero_bubble) {
+void Executor::backward_begin(int chunk, int micro) {
   ChunkState& cs = chunks_[chunk];
   const ChunkPlace& place = sched_.places[chunk];
   const int slot = cs.slot_of.at(micro);
@@ -204,11 +218,12 @@ void Executor::backward_begin(int chunk, int micro, bool zero_bubble) {
                sched_.rank, chunk, micro);
   }
   cs.stage->backward_begin(slot, dy);
-  if (zero_bubble) {
-    Deferred d{chunk, micro};
-    d.early = micro + 1 < sched_.micro_per_chunk();
-    weight_fifo_.push_back(d);
-  }
+  // A full backward's weight pass is queued too, so that its early pieces can fill the input
+  // pass's own waits; backward_end runs the rest. (The schedule never runs a full backward while
+  // older weight passes are deferred, so it is the only one queued.)
+  Deferred d{chunk, micro};
+  d.early = micro + 1 < sched_.micro_per_chunk();
+  weight_fifo_.push_back(d);
 }
 
 void Executor::backward_end(int chunk, int micro, bool zero_bubble) {
@@ -224,12 +239,19 @@ void Executor::backward_end(int chunk, int micro, bool zero_bubble) {
     kernels::copy(cs.stage->input_grad(cs.slot_of[micro]), other.dy[micro]);
   }
   cs.dy[micro] = core::Tensor();
+  auto d = std::find_if(weight_fifo_.begin(), weight_fifo_.end(),
+                        [&](const Deferred& x) { return x.chunk == chunk && x.micro == micro; });
+  FLOT_CHECK(d != weight_fifo_.end(), "rank {}: backward {}.{} has no queued weight pass", sched_.rank,
+             chunk, micro);
   if (!zero_bubble) {
-    weight(chunk, micro);
+    FLOT_CHECK(d == weight_fifo_.begin(), "rank {}: full backward B{}.{} behind {} deferred weight passes",
+               sched_.rank, chunk, micro, d - weight_fifo_.begin());
+    const int from = d->pieces_done;
+    weight_fifo_.erase(d);
+    weight(chunk, micro, from);
     return;
   }
-  for (Deferred& d : weight_fifo_)
-    if (d.chunk == chunk && d.micro == micro) d.input_done = true;
+  d->input_done = true;
 }
 
 void Executor::weight(int chunk, int micro, int from_piece) {
@@ -240,7 +262,7 @@ void Executor::weight(int chunk, int micro, int from_piece) {
   release_if_idle(chunk, micro);
 }
 
-bool Executor::fill_one(std::string* label, StepRun& r) {
+bool Executor::fill_one(std::string* label, StepRun& r, int* counter) {
   // The oldest deferred weight pass with pieces left, once every older one has run all of its
   // own: each parameter still receives its micro-batches' contributions in order.
   // A pass whose input pass still runs offers the pieces it has completed (or none).
@@ -255,15 +277,16 @@ bool Executor::fill_one(std::string* label, StepRun& r) {
     ++d.pieces_done;
     ++r.filled_weight_pieces;
     if (!d.input_done) ++r.early_weight_pieces;
+    if (counter) ++*counter;
     return true;
   }
   return false;
 }
 
-void Executor::run_pair(const Action& a, const BatchFn& batch, const core::LossScales& scales,
-                        StepRun& r, bool record) {
-  // The two halves: a forward and a backward (F&B or F&I), two forwards (F&F) or two backwards
-  // (B&B or I&I).
+void Executor::run_compute(const Action& a, const BatchFn& batch, const core::LossScales& scales,
+                           StepRun& r, bool record) {
+  // One forward or backward, or a pair of them: a forward and a backward (F&B or F&I), two
+  // forwards (F&F) or two backwards (B&B or I&I).
   struct Half {
     bool forward = true;
     int chunk = 0, micro = 0;
@@ -272,15 +295,18 @@ void Executor::run_pair(const Action& a, const BatchFn& batch, const core::LossS
     std::string label;
   };
   Half h[2];
-  h[0].forward = a.kind != ActionKind::backward_pair;
+  const int halves = a.is_pair() ? 2 : 1;
+  h[0].forward = a.kind == ActionKind::forward || a.kind == ActionKind::forward_backward ||
+                 a.kind == ActionKind::forward_pair;
   h[1].forward = a.kind == ActionKind::forward_pair;
   h[0].chunk = a.chunk, h[0].micro = a.micro;
   h[1].chunk = a.chunk_b, h[1].micro = a.micro_b;
-  for (Half& x : h) {
+  for (int k = 0; k < halves; ++k) {
+    Half& x = h[k];
     if (x.forward)
       forward(x.chunk, x.micro, batch, scales, r);
     else
-      backward_begin(x.chunk, x.micro, a.zero_bubble);
+      backward_begin(x.chunk, x.micro);
     x.stage = chunks_[x.chunk].stage;
     x.slot = chunks_[x.chunk].slot_of[x.micro];
     x.pieces = x.forward ? x.stage->forward_pieces() : x.stage->backward_pieces();
@@ -302,33 +328,41 @@ void Executor::run_pair(const Action& a, const BatchFn& batch, const core::LossS
   // While the exchange a half's next piece needs still travels, deferred weight passes run.
   auto fill = [&](const Half& x) {
     std::string what;
-    while (!x.stage->exchanges_ready(x.slot) && fill_one(record ? &what : nullptr, r))
+    while (!x.stage->exchanges_ready(x.slot) &&
+           fill_one(record ? &what : nullptr, r, halves == 1 ? &r.lone_weight_pieces : nullptr))
       tick(r.backward_s, what, "weight");
   };
   if (overlap_) {
-    // Each piece ends with an exchange in flight; the other micro-batch's next piece runs
-    // while it travels.
+    // Each piece ends with an exchange in flight; the other micro-batch's next piece (or, for a
+    // lone pass, deferred weight pieces) runs while it travels.
     for (int i = 0; i < std::max(h[0].pieces, h[1].pieces); ++i)
-      for (const Half& x : h)
-        if (i < x.pieces) {
+      for (int k = 0; k < halves; ++k)
+        if (i < h[k].pieces) {
+          const Half& x = h[k];
           fill(x);
           piece(x, i);
           tick(x.forward ? r.forward_s : r.backward_s, fmt::format("{} piece {}", x.label, i),
                x.forward ? "forward" : "backward");
         }
   } else {
-    for (const Half& x : h) {
+    for (int k = 0; k < halves; ++k) {
+      const Half& x = h[k];
       for (int i = 0; i < x.pieces; ++i) piece(x, i);
-      tick(x.forward ? r.forward_s : r.backward_s, x.label, x.forward ? "forward" : "backward");
+      // A lone pass is its action's own trace event.
+      const double n = now_s();
+      (x.forward ? r.forward_s : r.backward_s) += n - t;
+      if (record && halves == 2)
+        r.trace.push_back({x.label, x.forward ? "forward" : "backward", t, n, TraceLane::compute});
+      t = n;
     }
   }
   // Forwards finish first (their losses), then the backwards' weight passes in micro order.
-  for (const Half& x : h)
-    if (x.forward) finish_forward(x.chunk, x.micro, r);
-  for (const Half& x : h)
-    if (!x.forward) {
-      backward_end(x.chunk, x.micro, a.zero_bubble);
-      if (!a.zero_bubble) tick(r.backward_s, fmt::format("W{}.{}", x.chunk, x.micro), "weight");
+  for (int k = 0; k < halves; ++k)
+    if (h[k].forward) finish_forward(h[k].chunk, h[k].micro, r);
+  for (int k = 0; k < halves; ++k)
+    if (!h[k].forward) {
+      backward_end(h[k].chunk, h[k].micro, a.zero_bubble);
+      if (!a.zero_bubble) tick(r.backward_s, fmt::format("W{}.{}", h[k].chunk, h[k].micro), "weight");
     }
 }
 
@@ -372,24 +406,10 @@ StepRun Executor::run(const BatchFn& batch, const core::LossScales& scales, bool
         q_sent_from_.push_back({a.chunk, a.micro});
         break;
       }
-      case ActionKind::commit:
-        commit();
-        r.wait_s += now_s() - start;
-        break;
-      case ActionKind::forward: {
-        forward(a.chunk, a.micro, batch, scales, r);
-        const int slot = cs.slot_of[a.micro];
-        for (int p = 0; p < cs.stage->forward_pieces(); ++p) cs.stage->forward_piece(slot, p);
-        finish_forward(a.chunk, a.micro, r);
-        r.forward_s += now_s() - start;
-        break;
-      }
-      case ActionKind::backward: {
-        backward_begin(a.chunk, a.micro, a.zero_bubble);
-        const int slot = cs.slot_of[a.micro];
-        for (int p = 0; p < cs.stage->backward_pieces(); ++p) cs.stage->backward_piece(slot, p);
-        backward_end(a.chunk, a.micro, a.zero_bubble);
-        r.backward_s += now_s() - start;
+      case ActionKind::commit: {
+        const double filled = r.compute_s;
+        commit(r, record_trace);
+        r.wait_s += now_s() - start - (r.compute_s - filled);
         break;
       }
       case ActionKind::weight: {
@@ -405,10 +425,12 @@ StepRun Executor::run(const BatchFn& batch, const core::LossScales& scales, bool
         r.backward_s += now_s() - start;
         break;
       }
+      case ActionKind::forward:
+      case ActionKind::backward:
       case ActionKind::forward_backward:
       case ActionKind::forward_pair:
       case ActionKind::backward_pair:
-        run_pair(a, batch, scales, r, record_trace);
+        run_compute(a, batch, scales, r, record_trace);
         break;
     }
     const double end = now_s();
@@ -421,7 +443,7 @@ StepRun Executor::run(const BatchFn& batch, const core::LossScales& scales, bool
       r.trace.push_back({action_label(a), cat, start, end, TraceLane::compute});
     }
   }
-  commit();
+  commit(r, record_trace);
   FLOT_CHECK(weight_fifo_.empty(), "rank {}: {} weight passes left after the schedule", sched_.rank,
              weight_fifo_.size());
   return r;

@@ -8,11 +8,13 @@
 // backwards queue their weight pass in a FIFO that `weight` actions pop, and a pair (F&B or F&I,
 // or the F&F / I&I of the sequential schedule's ends) interleaves the pieces of the two
 // micro-batches (Stage pieces) so that each expert exchange travels while the other micro-batch
-// computes (parallel.overlap; off: one half, then the other). When a half's next piece would wait
-// for its exchange, pieces of deferred weight passes run first (oldest first, each pass's pieces
-// in order), so that queued W work fills what would otherwise be idle time; a zero-bubble
-// backward's pass is queued when the backward starts, and its pieces become available one by one
-// as its input pass completes each layer (Stage::weight_pieces_ready). DualPipeV's turn on
+// computes (parallel.overlap; off: one half, then the other). With overlap, whenever compute
+// would wait (a pass's next piece for its exchange, in a pair or alone, or a commit for the
+// neighbours' messages), pieces of deferred weight passes run first (oldest first, each pass's
+// pieces in order), so that queued W work fills what would otherwise be idle time. Every
+// backward's weight pass is queued when the backward starts, and its pieces become available one
+// by one as its input pass completes each layer (Stage::weight_pieces_ready); a full backward
+// runs what is left of its own at its end, a zero-bubble one leaves it to its W. DualPipeV's turn on
 // the last rank is a local copy between the two chunks.
 //
 // Per action it records start and end times (compute, and the time spent waiting for
@@ -37,8 +39,10 @@ struct StepRun {
   double compute_s = 0, wait_s = 0;   // time in compute actions, and waiting in commits
   double forward_s = 0, backward_s = 0;  // compute split (a pair counts in both, by pieces)
   int peak_activations = 0;           // chunk forwards in flight whose input pass has not run
-  int filled_weight_pieces = 0;       // weight-pass pieces run while a pair waited for an exchange
+  int filled_weight_pieces = 0;       // weight-pass pieces run in waits (exchanges, commits)
   int early_weight_pieces = 0;        // of those, pieces run before their input pass had ended
+  int lone_weight_pieces = 0;         // of those, pieces run while a lone F, B or I waited
+  int commit_weight_pieces = 0;       // of those, pieces run while a commit waited for messages
   double start = 0;                   // steady-clock time the step started
   std::vector<TraceEvent> trace;      // compute actions (pieces inside pairs) and commits
 };
@@ -71,16 +75,20 @@ class Executor {
   };
   int acquire(int chunk, int micro);
   void release_if_idle(int chunk, int micro);
-  void commit();
+  // Posts the queued messages as one batch and waits for them, running deferred weight pieces
+  // meanwhile (with overlap).
+  void commit(StepRun& r, bool record);
   void forward(int chunk, int micro, const BatchFn& batch, const core::LossScales& scales, StepRun& r);
-  void run_pair(const Action& a, const BatchFn& batch, const core::LossScales& scales, StepRun& r,
-                bool record);
-  void backward_begin(int chunk, int micro, bool zero_bubble);
+  // A forward, a backward or a pair of them (Action::is_pair), piece by piece.
+  void run_compute(const Action& a, const BatchFn& batch, const core::LossScales& scales, StepRun& r,
+                   bool record);
+  void backward_begin(int chunk, int micro);
   void backward_end(int chunk, int micro, bool zero_bubble);
   // The weight pass of (chunk, micro) from its piece from_piece on; then the slot may go.
   void weight(int chunk, int micro, int from_piece = 0);
-  // Runs the next piece of the oldest deferred weight pass; false if none is left.
-  bool fill_one(std::string* label, StepRun& r);
+  // Runs the next piece of the oldest deferred weight pass; false if none is ready. Counts it
+  // in the StepRun (and in *counter if given).
+  bool fill_one(std::string* label, StepRun& r, int* counter);
   void finish_forward(int chunk, int micro, StepRun& r);
   int tag(bool forward, int receiving_stage) const { return 2 * receiving_stage + (forward ? 0 : 1); }
 

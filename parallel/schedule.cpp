@@ -181,6 +181,15 @@ class Builder {
     }
     push(a);
   }
+  // commit (F&F): the next forwards of chunks c0 and c1, overlapped (the caller queues their
+  // messages)
+  void forward_pair_chunk(int c0, int c1) {
+    commit_then_weights();
+    Action a{ActionKind::forward_pair, c0, f_[c0]++};
+    a.chunk_b = c1;
+    a.micro_b = f_[c1]++;
+    push(a);
+  }
   bool has_deferred() const { return !deferred_.empty(); }
   // commit W (the oldest deferred weight pass)
   void weight_chunk() {
@@ -236,11 +245,30 @@ void emit_dualpipe_phases(Builder& b, int H, int R, int M, bool turn, int flip, 
   // the other middle rank, needs it for its phase-1 forward) and the last phase-1 output waits
   // for the main loop.
   b.recv_forward(p0);
-  for (int i = 0; i < R + 1; ++i) {
-    b.forward_chunk(p0, /*recv=*/false, /*send=*/turn);
-    b.recv_forward(p0);
-    b.forward_chunk(p1, /*recv=*/true, /*send=*/!turn || i < R);
-    if (!turn) b.send_forward(p0);
+  const bool pair_turn = defer && turn;
+  if (pair_turn) {
+    // The expert-parallel form pairs the turning rank's forwards across micro-batches: the
+    // phase-1 forward of i (which needs the phase-0 forward of i, just run) with the phase-0
+    // forward of i+1 (whose input has arrived with it), the last pair taking the main loop's
+    // first forward. The messages are the reference's in the same order; a batch of sends is
+    // committed with the next receives instead of on its own.
+    b.forward_chunk(p0, /*recv=*/false, /*send=*/true);
+    for (int i = 0; i < R + 1; ++i) {
+      b.recv_forward(p0);
+      b.recv_forward(p1);
+      b.forward_pair_chunk(p1, p0);
+      if (i < R) {
+        b.send_forward(p1);
+        b.send_forward(p0);
+      }
+    }
+  } else {
+    for (int i = 0; i < R + 1; ++i) {
+      b.forward_chunk(p0, /*recv=*/false, /*send=*/turn);
+      b.recv_forward(p0);
+      b.forward_chunk(p1, /*recv=*/true, /*send=*/!turn || i < R);
+      if (!turn) b.send_forward(p0);
+    }
   }
   // 3: zero-bubble backward of phase 1, its weight pass, and another phase-1 forward.
   for (int i = 0; i < H - R - 1; ++i) {
@@ -255,7 +283,7 @@ void emit_dualpipe_phases(Builder& b, int H, int R, int M, bool turn, int flip, 
   for (int i = 0; i < M - 2 * H + R + 1; ++i) {
     if (i == 0 && turn) {
       // Not overlapped, to shorten the bubble; the sends are queued by hand.
-      b.forward_chunk(p0, /*recv=*/false, /*send=*/false);
+      if (!pair_turn) b.forward_chunk(p0, /*recv=*/false, /*send=*/false);
       b.send_forward(p1);
       b.backward_chunk(p1, /*zero_bubble=*/false, /*recv=*/true, /*send=*/false);
       b.send_forward(p0);

@@ -14,9 +14,9 @@ namespace parallel {
 double CostModel::of(const Action& a) const {
   switch (a.kind) {
     case ActionKind::forward:
-      return F;
+      return F * (1 + A);
     case ActionKind::backward:
-      return a.zero_bubble ? I : B;
+      return (a.zero_bubble ? I : B) + A * I;
     case ActionKind::weight:
       return W;
     case ActionKind::forward_backward:
@@ -276,10 +276,25 @@ class Simulator {
     ++done[c];
   }
 
+  // Whether the second half of a pair needs the first: the forward and backward of one
+  // micro-batch of one chunk, or both passes of one micro-batch across the V's turn. The halves
+  // run interleaved piece by piece, so a pair must not hold such a dependency.
+  bool halves_depend(const Schedule& s, const Action& a) const {
+    if (a.micro != a.micro_b) return false;
+    if (a.chunk == a.chunk_b) return true;
+    const bool grad = a.kind == ActionKind::backward_pair;
+    if (a.kind == ActionKind::forward_backward) return false;  // different chunks: independent
+    const ChunkPlace& second = s.places[a.chunk_b];
+    return grad ? second.local_out && a.chunk == local_partner(s, /*want_local_out=*/false)
+                : second.local_in && a.chunk == local_partner(s, /*want_local_out=*/true);
+  }
+
   void compute(int r, const Action& a) {
     RankState& st = state_[r];
     if (!st.queued.empty())
       error(r, "computes while sends or receives are queued but not committed");
+    if (a.is_pair() && halves_depend(*st.s, a))
+      error(r, fmt::format("{} pairs two passes of which one needs the other", action_label(a)));
     switch (a.kind) {
       case ActionKind::forward:
         run_pass(r, a.chunk, a.micro, /*grad=*/false);

@@ -30,9 +30,13 @@ namespace parallel {
 struct CostModel {
   double F = 1, B = 2, I = 1, W = 1, FB = 3;
   double p2p = 0;  // seconds per message, 0 = free
+  // The expert all-to-all a forward or input pass waits for when it runs alone, per unit of its
+  // compute (0: none, a free link; 1: DeepSeek-V3's 1:1, a lone pass waits as long as it
+  // computes). Inside a pair the other half's compute hides it; a weight pass exchanges nothing.
+  double A = 0;
   double of(const Action& a) const;
 };
-// "F=1,B=2,W=1,FB=3" (keys F, B, I, W, FB, p2p; any subset; I defaults to W's value). Bad syntax
+// "F=1,B=2,W=1,FB=3" (keys F, B, I, W, FB, p2p, A; any subset; I defaults to W's value). Bad syntax
 // or an unknown key throws core::ConfigError naming the text.
 CostModel parse_cost_model(const std::string& text);
 

@@ -36,6 +36,8 @@ struct Run {
   std::map<std::string, std::vector<float>> biases;
   int filled = 0;  // weight-pass pieces run while a pair waited for an exchange, over all steps
   int early = 0;   // of those, pieces run while their micro-batch's input pass was under way
+  int lone = 0;    // of those, pieces run while a lone forward or backward waited
+  int commit = 0;  // of those, pieces run while a commit waited for pipeline messages
 };
 
 void collect(core::Trainer& t, Run& r) {
@@ -69,6 +71,8 @@ Run train(const core::Config& c, parallel::Communicator* world, int params_step 
     r.steps.push_back(t.step());
     r.filled += t.last_run().filled_weight_pieces;
     r.early += t.last_run().early_weight_pieces;
+    r.lone += t.last_run().lone_weight_pieces;
+    r.commit += t.last_run().commit_weight_pieces;
     if (s + 1 == r.params_step) {
       r.eval_loss = t.evaluate();
       collect(t, r);
@@ -276,7 +280,9 @@ TEST_CASE("over a slow link, DualPipeV's pairs run deferred weight passes while 
           "[equivalence][pp]") {
   // pp 2 x ep 2: the pairs of DualPipeV's main loop defer their backwards' weight passes by one
   // pair (the expert-parallel form of the schedule), and on an emulated 0.2 Gbit/s link the next
-  // pair runs their pieces while its exchanges travel. The training stays the same.
+  // pair runs their pieces while its exchanges travel; so do the lone backwards of the drain
+  // (with an older weight pass or their own finished layers) and the commits that wait for a
+  // neighbour while weight passes are queued. The training stays the same.
   const int n = testing::mpi().world().size();
   if (n < 4) return;
   auto slow = testing::mpi().make_world("slow-pp", 0.2, 20.0);
@@ -289,8 +295,14 @@ TEST_CASE("over a slow link, DualPipeV's pairs run deferred weight passes while 
                              " dualpipev on a slow link",
                          c, 0, slow.get());
   const int64_t filled = testing::sum_over(testing::mpi().world(), run.filled);
-  INFO(filled << " weight pieces filled waits");
+  const int64_t lone = testing::sum_over(testing::mpi().world(), run.lone);
+  const int64_t commit = testing::sum_over(testing::mpi().world(), run.commit);
+  INFO(filled << " weight pieces filled waits, " << lone << " in lone passes, " << commit
+              << " in commits");
   CHECK(filled > 0);
+  CHECK(lone > 0);
+  CHECK(commit > 0);
+  CHECK(lone + commit < filled);  // the rest ran inside pairs
 }
 
 TEST_CASE("bf16 and fp8 layouts train exactly what one process trains", "[equivalence][precision]") {

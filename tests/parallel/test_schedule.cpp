@@ -95,11 +95,18 @@ void check_rank_invariants(const Schedule& s) {
         break;
       case ActionKind::forward_pair:
       case ActionKind::backward_pair:
-        // two micro-batches of one chunk, in order, only where nothing is sent (no pipeline)
-        CHECK(s.kind == ScheduleKind::sequential);
+        // Only in the expert-parallel form: two micro-batches of one chunk, in order, where
+        // nothing is sent (no pipeline), or the turning rank's forwards of both chunks, the second
+        // chunk's micro-batch the one after the first's.
         CHECK(s.ep_overlap);
-        CHECK(a.chunk_b == a.chunk);
-        CHECK(a.micro_b == a.micro + 1);
+        if (s.kind == ScheduleKind::sequential) {
+          CHECK(a.chunk_b == a.chunk);
+          CHECK(a.micro_b == a.micro + 1);
+        } else {
+          CHECK(a.kind == ActionKind::forward_pair);
+          CHECK(a.chunk_b == 1 - a.chunk);
+          CHECK(a.micro_b == a.micro + 1);
+        }
         if (a.kind == ActionKind::forward_pair) {
           forward(a.chunk, a.micro);
           forward(a.chunk_b, a.micro_b);
@@ -282,30 +289,44 @@ TEST_CASE("1f1b and sequential print the textbook orders", "[schedule]") {
   CHECK_FALSE(make_schedule(ScheduleKind::one_f_one_b, 1, 4, 0, true).ep_overlap);
 }
 
-TEST_CASE("dualpipe's expert-parallel form defers the pairs' weight passes and nothing else",
+TEST_CASE("dualpipe's expert-parallel form defers weight passes and pairs the turn's forwards",
           "[schedule]") {
   // DualPipeV pp=2 with 8 micro-batches: phases 4 and 5's backwards become input passes, each
-  // weight pass runs after the next compute's commit, the rest is left before phase 6.
+  // weight pass runs after the next compute's commit, the rest is left before phase 6; the
+  // turning rank (r1) runs its warm-up forwards in pairs (F1.i & F0.i+1).
   CHECK(format_schedule(make_schedule(ScheduleKind::dualpipev, 2, 8, 0, true)) ==
         "r0: F0.0 F0.1 F0.2 F1.0 I1.0 W1.0 F1.1 (F0.3&I1.1) (F1.2&I0.0) W1.1 (F0.4&I1.2) W0.0 "
         "(F1.3&I0.1) W1.2 (F0.5&I1.3) W0.1 (F1.4&I0.2) W1.3 (F0.6&I1.4) W0.2 (F1.5&I0.3) W1.4 "
         "(F0.7&I1.5) W0.3 (F1.6&I0.4) W1.5 I1.6 W0.4 (F1.7&I0.5) W1.6 W0.5 B1.7 I0.6 W0.6 I0.7 W0.7");
   CHECK(format_schedule(make_schedule(ScheduleKind::dualpipev, 2, 8, 1, true)) ==
-        "r1: F0.0 F1.0 F0.1 F1.1 F0.2 B1.0 (F1.2&I0.0) (F0.3&I1.1) W0.0 (F1.3&I0.1) W1.1 "
+        "r1: F0.0 (F1.0&F0.1) (F1.1&F0.2) B1.0 (F1.2&I0.0) (F0.3&I1.1) W0.0 (F1.3&I0.1) W1.1 "
         "(F0.4&I1.2) W0.1 (F1.4&I0.2) W1.2 (F0.5&I1.3) W0.2 (F1.5&I0.3) W1.3 (F0.6&I1.4) W0.3 "
         "(F1.6&I0.4) W1.4 (F0.7&I1.5) W0.4 (F1.7&I0.5) W1.5 W0.5 B1.6 B0.6 I1.7 I0.7 W1.7 W0.7");
-  // For every size: the same forwards and backwards in the same order, the same messages in the
-  // same batches, only weight passes moved (a B may become I and W, never the other way).
+  // For every size: the same forwards and backwards in the same order (a pair of forwards
+  // unpacked), the same messages in the same order, only weight passes moved (a B may become I
+  // and W, never the other way) and batches merged (never split).
+  // The passes (weight passes left out) and, separately, the messages, each in order.
   auto without_weights = [](const Schedule& s) {
-    std::vector<std::string> out;
+    std::vector<std::string> passes, messages;
     for (Action a : s.actions) {
-      if (a.kind == ActionKind::weight) continue;
+      if (a.kind == ActionKind::weight || a.kind == ActionKind::commit) continue;
       a.zero_bubble = false;
-      out.push_back(action_label(a));
+      if (a.is_comm()) {
+        messages.push_back(action_label(a));
+      } else if (a.kind == ActionKind::forward_pair) {
+        passes.push_back(action_label({ActionKind::forward, a.chunk, a.micro}));
+        passes.push_back(action_label({ActionKind::forward, a.chunk_b, a.micro_b}));
+      } else {
+        passes.push_back(action_label(a));
+      }
     }
-    return out;
+    return std::make_pair(passes, messages);
   };
-  int compared = 0;
+  auto commits = [](const Schedule& s) {
+    return std::count_if(s.actions.begin(), s.actions.end(),
+                         [](const Action& a) { return a.kind == ActionKind::commit; });
+  };
+  int compared = 0, paired = 0;
   for (ScheduleKind kind : {ScheduleKind::dualpipe, ScheduleKind::dualpipev})
     for (int pp = 1; pp <= 8; ++pp)
       for (int chunks : testing::chunk_counts()) {
@@ -316,9 +337,19 @@ TEST_CASE("dualpipe's expert-parallel form defers the pairs' weight passes and n
           const Schedule ep = make_schedule(kind, pp, chunks, r, true);
           CHECK(ep.ep_overlap);
           CHECK(without_weights(ep) == without_weights(plain));
-          // Every main-loop pair defers its backward's weight pass.
-          for (const Action& a : ep.actions)
+          CHECK(commits(ep) <= commits(plain));
+          // Every main-loop pair defers its backward's weight pass; only the turning ranks
+          // (V's last, DualPipe's two middle ones) pair forwards, as many as they have
+          // phase-1 warm-up forwards.
+          const bool turn = kind == ScheduleKind::dualpipev ? r == pp - 1 : r == pp / 2 - 1 || r == pp / 2;
+          int forward_pairs = 0;
+          for (const Action& a : ep.actions) {
             if (a.kind == ActionKind::forward_backward) CHECK(a.zero_bubble);
+            forward_pairs += a.kind == ActionKind::forward_pair;
+          }
+          const int half = kind == ScheduleKind::dualpipev ? pp : pp / 2;
+          CHECK(forward_pairs == (turn ? half : 0));
+          paired += forward_pairs > 0;
           // The price: at most one more micro-batch slot per chunk, activations unchanged.
           for (int c = 0; c < 2; ++c)
             CHECK(max_in_flight_slots(ep, c) <= max_in_flight_slots(plain, c) + 1);
@@ -327,6 +358,7 @@ TEST_CASE("dualpipe's expert-parallel form defers the pairs' weight passes and n
         }
       }
   CHECK(compared > 100);
+  CHECK(paired > 20);
 }
 
 TEST_CASE("communication mirrors the reference's calls", "[schedule]") {

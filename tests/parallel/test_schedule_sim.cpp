@@ -21,13 +21,17 @@ std::string size_text(const Size& z) {
 }
 
 // The published bubble per rank: (PP/2-1)(F&B+B-3W) for DualPipe and DualPipeV with PP counting
-// stages, (PP-1)(F+B) for 1F1B, none without a pipeline.
+// stages, (PP-1)(F+B) for 1F1B, none without a pipeline. The expert-parallel form of DualPipe(V)
+// pays (PP/2-1)F more on a free link: its turning ranks pair their warm-up forwards, so each
+// phase-1 output leaves one forward later (what it buys shows only once lone passes wait for
+// their all-to-all, CostModel::A; see the test below).
 double formula_idle(const Size& z, const CostModel& c) {
+  const double form = z.ep_overlap ? c.F : 0;
   switch (z.kind) {
     case ScheduleKind::dualpipe:
-      return (z.pp / 2 - 1) * (c.FB + c.B - 3 * c.W);
+      return (z.pp / 2 - 1) * (c.FB + c.B - 3 * c.W + form);
     case ScheduleKind::dualpipev:
-      return (z.pp - 1) * (c.FB + c.B - 3 * c.W);  // 2N stages
+      return (z.pp - 1) * (c.FB + c.B - 3 * c.W + form);  // 2N stages
     case ScheduleKind::one_f_one_b:
       return (z.pp - 1) * (c.F + c.B);
     case ScheduleKind::sequential:
@@ -117,6 +121,32 @@ TEST_CASE("simulated idle time equals the published bubble formulas", "[schedule
   for (const SimRank& r : one.ranks) CHECK(r.idle == Approx(4 * 4.5));
 }
 
+TEST_CASE("when lone passes wait for their all-to-all, the expert-parallel form ends sooner",
+          "[schedule][sim]") {
+  // A = 1: every forward or input pass run alone waits as long as it computes (DeepSeek-V3's
+  // 1:1), pairs hide it. The form pairs the turning ranks' warm-up forwards, which the
+  // reference runs alone; every DualPipe(V) size of two or more stages gains.
+  CostModel one_to_one;
+  one_to_one.A = 1;
+  int compared = 0;
+  for (const Size& z : testing::valid_sizes()) {
+    if (!z.ep_overlap || z.kind == ScheduleKind::sequential) continue;
+    INFO(size_text(z));
+    SimResult form = simulate(testing::schedules_of(z), one_to_one);
+    SimResult reference = simulate(make_schedules(z.kind, z.pp, z.chunks), one_to_one);
+    REQUIRE(form.ok());
+    REQUIRE(reference.ok());
+    const int stages = z.kind == ScheduleKind::dualpipev ? 2 * z.pp : z.pp;
+    if (stages >= 2) CHECK(form.makespan < reference.makespan);
+    // Lone passes cost more; busy time grows by A times their compute, never for pairs.
+    CHECK(reference.ranks[0].busy > simulate(make_schedules(z.kind, z.pp, z.chunks), CostModel{})
+                                        .ranks[0]
+                                        .busy);
+    ++compared;
+  }
+  CHECK(compared > 30);
+}
+
 TEST_CASE("a message cost lengthens the step but never deadlocks", "[schedule][sim]") {
   CostModel slow;
   slow.p2p = 0.5;
@@ -190,6 +220,21 @@ TEST_CASE("wrong messages, missing inputs and leftover weight passes are reporte
     SimResult sim = simulate(ranks, CostModel{});
     CHECK_THAT(sim.report(), Contains("weight passes never ran"));
   }
+  SECTION("a pair whose halves depend on each other") {
+    // DualPipeV's turn: F1.0 reads F0.0's output in memory, so the two cannot interleave.
+    std::vector<Schedule> ranks = make_schedules(ScheduleKind::dualpipev, 1, 2);
+    auto& a = ranks[0].actions;
+    REQUIRE(action_label(a[0]) == "F0.0");
+    REQUIRE(action_label(a[1]) == "F1.0");
+    Action pair{ActionKind::forward_pair, 0, 0};
+    pair.chunk_b = 1;
+    pair.micro_b = 0;
+    a.erase(a.begin(), a.begin() + 2);
+    a.insert(a.begin(), pair);
+    SimResult sim = simulate(ranks, CostModel{});
+    CHECK_FALSE(sim.ok());
+    CHECK_THAT(sim.report(), Contains("(F0.0&F1.0) pairs two passes of which one needs the other"));
+  }
   SECTION("a receive dropped: sends outnumber receives") {
     std::vector<Schedule> ranks = make_schedules(ScheduleKind::dualpipev, 2, 4);
     erase_last(ranks[1].actions, ActionKind::recv_backward);
@@ -235,6 +280,8 @@ TEST_CASE("cost strings for --simulate", "[schedule][sim]") {
   CHECK(d.W == 1);
   CHECK(d.FB == 3);
   CHECK(d.p2p == 0);
+  CHECK(d.A == 0);
+  CHECK(parse_cost_model("A=1").A == 1);
   CostModel c = parse_cost_model("F=1.5, B=3,W=0.5,FB=4");
   CHECK(c.F == 1.5);
   CHECK(c.B == 3);
