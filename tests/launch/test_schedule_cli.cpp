@@ -48,6 +48,13 @@ TEST_CASE("flotilla schedule --simulate adds the per-rank table after the op lin
   CHECK_THAT(p.output, Contains("r0: (F0.0&F0.1) (F0.2&I0.0) (F0.3&I0.1) W0.0 (I0.2&I0.3) W0.1 W0.2 W0.3\n") &&
                            Contains("makespan 12"));
   CHECK_THAT(p.output, Contains("                3            4\n"));
+  // Lone passes waiting as long as they compute (A=1): DualPipeV pp 2 x 8 in the reference order
+  // and in the expert-parallel form, whose turning rank pairs its warm-up forwards.
+  auto a = run_flotilla("schedule --kind dualpipev --pp 2 --chunks 8 --simulate A=1");
+  auto f = run_flotilla("schedule --kind dualpipev --pp 2 --chunks 8 --ep-overlap --simulate A=1");
+  INFO(a.output << f.output);
+  CHECK_THAT(a.output, Contains("A=1: makespan 61"));
+  CHECK_THAT(f.output, Contains("r1: F0.0 (F1.0&F0.1) (F1.1&F0.2) B1.0") && Contains("A=1: makespan 59"));
 }
 
 TEST_CASE("flotilla schedule --trace writes a Chrome trace", "[cli][schedule]") {
