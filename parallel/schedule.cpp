@@ -248,10 +248,10 @@ void emit_dualpipe_phases(Builder& b, int H, int R, int M, bool turn, int flip, 
   const bool pair_turn = defer && turn;
   if (pair_turn) {
     // The expert-parallel form pairs the turning rank's forwards across micro-batches: the
-    // phase-1 forward of i (which needs the phase-0 forward of i, just run) with the phase-0
-    // forward of i+1 (whose input has arrived with it), the last pair taking the main loop's
-    // first forward. The messages are the reference's in the same order; a batch of sends is
-    // committed with the next receives instead of on its own.
+    // phase-1 forward of i (at DualPipeV's turn it reads the phase-0 forward of i, just run)
+    // with the phase-0 forward of i+1 (whose input has arrived with it), the last pair taking
+    // the main loop's first forward. The messages are the reference's in the same order; a
+    // batch of sends is committed with the next receives instead of on its own.
     b.forward_chunk(p0, /*recv=*/false, /*send=*/true);
     for (int i = 0; i < R + 1; ++i) {
       b.recv_forward(p0);

@@ -99,13 +99,16 @@ struct Schedule {
 //   more micro-batches' activations in flight).
 // - dualpipe, dualpipev: the pairs of phases 4 and 5 (and phase 5's lone backwards) defer their
 //   weight passes, each W placed after the next compute's commit; what is still deferred runs
-//   before the first backward of phase 6. Warm-up and drain stay the reference's.
+//   before the first backward of phase 6. The turning ranks (V's last, DualPipe's two middle
+//   ones) pair their warm-up forwards across micro-batches, `F0.0 (F1.0&F0.1) (F1.1&F0.2) B1.0`;
+//   every channel carries the reference's messages in the reference's order. The drain stays
+//   the reference's.
 Schedule make_schedule(ScheduleKind kind, int pp, int chunks, int rank, bool ep_overlap = false);
 // make_schedule for every rank 0 .. pp-1.
 std::vector<Schedule> make_schedules(ScheduleKind kind, int pp, int chunks, bool ep_overlap = false);
 
 // The compute ops only, in the notation of docs/pipeline.md: `r0: F0.0 I1.0 W1.0 (F0.3&B1.1)`
-// (and `(F0.2&I0.0)`, `(F0.0&F0.1)`, `(I0.2&I0.3)` for the pairs of ep_overlap);
+// (and `(F0.2&I0.0)`, `(F0.0&F0.1)`, `(I0.2&I0.3)`, `(F1.0&F0.1)` for the pairs of ep_overlap);
 // with_comm adds the communication actions in their places (`recv_forward(0.1) commit F0.1`).
 std::string format_schedule(const Schedule& s, bool with_comm = false);
 // One action as printed: "F0.3", "B1.1", "I0.2", "W0.2", "(F0.3&B1.1)", "(F0.3&I0.1)", "(F0.0&F0.1)",
