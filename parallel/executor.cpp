@@ -138,22 +138,12 @@ void Executor::release_if_idle(int chunk, int micro) {
   cs.slot_of[micro] = -1;
 }
 
-void Executor::commit(StepRun& r, bool record) {
-  if (q_sends_.empty() && q_recvs_.empty()) return;
+double Executor::commit(StepRun& r, bool record) {
+  if (q_sends_.empty() && q_recvs_.empty()) return 0;
   HandlePtr h = pp_.send_recv(q_sends_, q_recvs_, Traffic::pipeline);
-  if (overlap_) {
-    // While the neighbours' messages are on their way, deferred weight pieces run (the
-    // pipeline's bubble filled with work that would otherwise run later).
-    std::string what;
-    double t = now_s();
-    while (!h->done() && fill_one(record ? &what : nullptr, r, &r.commit_weight_pieces)) {
-      const double n = now_s();
-      r.backward_s += n - t;
-      r.compute_s += n - t;
-      if (record) r.trace.push_back({what, "weight", t, n, TraceLane::compute});
-      t = n;
-    }
-  }
+  // While the neighbours' messages are on their way, deferred weight pieces run (the pipeline's
+  // bubble filled with work that would otherwise run later).
+  const double filled = fill_while([&] { return !h->done(); }, r, record, &r.commit_weight_pieces);
   h->wait();
   q_sends_.clear();
   q_recvs_.clear();
@@ -164,6 +154,7 @@ void Executor::commit(StepRun& r, bool record) {
     --chunks_[s.chunk].sends_left[s.micro];
     release_if_idle(s.chunk, s.micro);
   }
+  return filled;
 }
 
 void Executor::forward(int chunk, int micro, const BatchFn& batch, const core::LossScales& scales,
@@ -283,6 +274,21 @@ bool Executor::fill_one(std::string* label, StepRun& r, int* counter) {
   return false;
 }
 
+double Executor::fill_while(const std::function<bool()>& waiting, StepRun& r, bool record,
+                            int* counter) {
+  if (!overlap_) return 0;
+  const double t0 = now_s();
+  double t = t0;
+  std::string what;
+  while (waiting() && fill_one(record ? &what : nullptr, r, counter)) {
+    const double n = now_s();
+    if (record) r.trace.push_back({what, "weight", t, n, TraceLane::compute});
+    t = n;
+  }
+  r.backward_s += t - t0;
+  return t - t0;
+}
+
 void Executor::run_compute(const Action& a, const BatchFn& batch, const core::LossScales& scales,
                            StepRun& r, bool record) {
   // One forward or backward, or a pair of them: a forward and a backward (F&B or F&I), two
@@ -327,10 +333,9 @@ void Executor::run_compute(const Action& a, const BatchFn& batch, const core::Lo
   };
   // While the exchange a half's next piece needs still travels, deferred weight passes run.
   auto fill = [&](const Half& x) {
-    std::string what;
-    while (!x.stage->exchanges_ready(x.slot) &&
-           fill_one(record ? &what : nullptr, r, halves == 1 ? &r.lone_weight_pieces : nullptr))
-      tick(r.backward_s, what, "weight");
+    fill_while([&] { return !x.stage->exchanges_ready(x.slot); }, r, record,
+               halves == 1 ? &r.lone_weight_pieces : nullptr);
+    t = now_s();
   };
   if (overlap_) {
     // Each piece ends with an exchange in flight; the other micro-batch's next piece (or, for a
@@ -407,9 +412,9 @@ StepRun Executor::run(const BatchFn& batch, const core::LossScales& scales, bool
         break;
       }
       case ActionKind::commit: {
-        const double filled = r.compute_s;
-        commit(r, record_trace);
-        r.wait_s += now_s() - start - (r.compute_s - filled);
+        const double filled = commit(r, record_trace);
+        r.compute_s += filled;
+        r.wait_s += now_s() - start - filled;
         break;
       }
       case ActionKind::weight: {
@@ -443,7 +448,7 @@ StepRun Executor::run(const BatchFn& batch, const core::LossScales& scales, bool
       r.trace.push_back({action_label(a), cat, start, end, TraceLane::compute});
     }
   }
-  commit(r, record_trace);
+  r.compute_s += commit(r, record_trace);
   FLOT_CHECK(weight_fifo_.empty(), "rank {}: {} weight passes left after the schedule", sched_.rank,
              weight_fifo_.size());
   return r;

@@ -76,8 +76,8 @@ class Executor {
   int acquire(int chunk, int micro);
   void release_if_idle(int chunk, int micro);
   // Posts the queued messages as one batch and waits for them, running deferred weight pieces
-  // meanwhile (with overlap).
-  void commit(StepRun& r, bool record);
+  // meanwhile (with overlap); returns the seconds those took.
+  double commit(StepRun& r, bool record);
   void forward(int chunk, int micro, const BatchFn& batch, const core::LossScales& scales, StepRun& r);
   // A forward, a backward or a pair of them (Action::is_pair), piece by piece.
   void run_compute(const Action& a, const BatchFn& batch, const core::LossScales& scales, StepRun& r,
@@ -89,6 +89,9 @@ class Executor {
   // Runs the next piece of the oldest deferred weight pass; false if none is ready. Counts it
   // in the StepRun (and in *counter if given).
   bool fill_one(std::string* label, StepRun& r, int* counter);
+  // With overlap: runs deferred weight pieces while waiting() holds and one is ready (traced,
+  // counted in backward_s); returns the seconds they took.
+  double fill_while(const std::function<bool()>& waiting, StepRun& r, bool record, int* counter);
   void finish_forward(int chunk, int micro, StepRun& r);
   int tag(bool forward, int receiving_stage) const { return 2 * receiving_stage + (forward ? 0 : 1); }
 

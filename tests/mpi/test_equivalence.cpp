@@ -34,7 +34,7 @@ struct Run {
   double eval_loss = 0;
   std::map<std::string, std::vector<float>> params;  // by global name (experts by slice name)
   std::map<std::string, std::vector<float>> biases;
-  int filled = 0;  // weight-pass pieces run while a pair waited for an exchange, over all steps
+  int filled = 0;  // weight-pass pieces run while the compute waited, over all steps
   int early = 0;   // of those, pieces run while their micro-batch's input pass was under way
   int lone = 0;    // of those, pieces run while a lone forward or backward waited
   int commit = 0;  // of those, pieces run while a commit waited for pipeline messages

@@ -304,8 +304,8 @@ TEST_CASE("dualpipe's expert-parallel form defers weight passes and pairs the tu
         "(F1.6&I0.4) W1.4 (F0.7&I1.5) W0.4 (F1.7&I0.5) W1.5 W0.5 B1.6 B0.6 I1.7 I0.7 W1.7 W0.7");
   // For every size: the same forwards and backwards in the same order (a pair of forwards
   // unpacked), the same messages in the same order, only weight passes moved (a B may become I
-  // and W, never the other way) and batches merged (never split).
-  // The passes (weight passes left out) and, separately, the messages, each in order.
+  // and W, never the other way) and batches merged (never split). Passes and messages are
+  // compared as two separate sequences.
   auto without_weights = [](const Schedule& s) {
     std::vector<std::string> passes, messages;
     for (Action a : s.actions) {
