@@ -103,6 +103,7 @@ void visit_fields(F&& f, C&... c) {
   f("checkpoint.keep", c.checkpoint.keep...);
   f("runtime.device", c.runtime.device...);
   f("runtime.comm_timeout_s", c.runtime.comm_timeout_s...);
+  f("runtime.comm_thread_priority", c.runtime.comm_thread_priority...);
   f("runtime.stop_grace_s", c.runtime.stop_grace_s...);
   f("runtime.memory_limit_gb", c.runtime.memory_limit_gb...);
 }

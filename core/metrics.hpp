@@ -41,6 +41,9 @@ struct StepMetrics {
   // exchange lasts until its larger side has arrived, so this over the link's bandwidth is the
   // step's all-to-all time on an otherwise idle link; uneven routing puts it above a2a_bytes.
   std::optional<int64_t> a2a_paced_bytes;
+  // CPU seconds the communication thread used (polling MPI, copying messages in; slowest rank):
+  // what progressing the messages costs the cores the computation runs on.
+  std::optional<double> comm_cpu_s;
   // Pipelines: the share of the step spent waiting for pipeline messages (the bubble).
   std::optional<double> bubble_fraction;
   int peak_activations = 0;  // micro-batch forwards in flight at once on a rank (largest)
@@ -79,6 +82,7 @@ void visit_logged_fields(const StepMetrics& m, F&& f) {
   f("a2a_s", "comm", m.a2a_s);
   f("a2a_exposed_s", "comm", m.a2a_exposed_s);
   f("a2a_paced_bytes", "comm", m.a2a_paced_bytes);
+  f("comm_cpu_s", "comm", m.comm_cpu_s);
   f("bubble_fraction", "pipeline", m.bubble_fraction);
   f("peak_activations", "pipeline", m.peak_activations);
   f("skipped", "", m.skipped);

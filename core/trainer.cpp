@@ -267,7 +267,8 @@ double Trainer::global_grad_norm() {
 StepMetrics Trainer::step() {
   auto t0 = std::chrono::steady_clock::now();
   // The compute's CPU time: the process's, less the communication thread's.
-  const double cpu0 = process_cpu_seconds() - grid_->world().stats().progress_cpu_s;
+  const double progress0 = grid_->world().stats().progress_cpu_s;
+  const double cpu0 = process_cpu_seconds() - progress0;
   Model& model = *model_;
   ParamStore& ps = model.params();
   const int depth = cfg_.model.mtp.depth;
@@ -380,7 +381,8 @@ StepMetrics Trainer::step() {
       now.traffic_in_flight_s[a2a] - last_stats_.traffic_in_flight_s[a2a],
       now.wait_s[a2a] - last_stats_.wait_s[a2a],
       static_cast<double>(now.exchange_bytes[a2a] - last_stats_.exchange_bytes[a2a]),
-      process_cpu_seconds() - now.progress_cpu_s - cpu0};
+      process_cpu_seconds() - now.progress_cpu_s - cpu0,
+      now.progress_cpu_s - progress0};
   last_stats_ = now;
   grid_->world().all_reduce(Tensor::of(worst.data(), {static_cast<int64_t>(worst.size())}),
                             parallel::ReduceOp::max)->wait();
@@ -392,6 +394,7 @@ StepMetrics Trainer::step() {
     m.a2a_bytes = static_cast<int64_t>(worst[3]);
     m.comm_s = worst[4];
     m.exposed_comm_s = worst[5];
+    m.comm_cpu_s = worst[12];
     if (cfg_.parallel.pp > 1) m.bubble_fraction = worst[6];
     if (cfg_.parallel.ep > 1) {
       m.a2a_s = worst[8];

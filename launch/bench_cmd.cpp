@@ -118,7 +118,8 @@ int bench_body(const BenchArgs& args, const core::Config& cfg, Runtime& rt) {
     if (i <= 1 || m.compute_cpu_s < ref_cpu) ref_cpu = m.compute_cpu_s;
   }
   if (args.a2a_ratio > 0) ctx.comm->set_link_suspended(false);
-  std::vector<double> times, fwd, bwd, opt, a2a, comm, exposed, bubble, a2a_s, a2a_exposed, paced;
+  std::vector<double> times, fwd, bwd, opt, a2a, comm, exposed, bubble, a2a_s, a2a_exposed, paced,
+      comm_cpu;
   double last_loss = 0;
   int peak_act = 0;
   // CPU time of the timed steps (every thread of this process): unlike wall time, barely moved
@@ -131,7 +132,7 @@ int bench_body(const BenchArgs& args, const core::Config& cfg, Runtime& rt) {
   std::vector<double> compute_cpu, link_compute_cpu;
   // The free steps' waits: what the compute waits for without a link (peers reaching an exchange
   // late, pipeline neighbours, ranks sharing cores), which the link steps' waits include too.
-  std::vector<double> free_exposed, free_a2a_exposed;
+  std::vector<double> free_exposed, free_a2a_exposed, free_comm_cpu;
   auto free_step = [&] {
     ctx.comm->set_link_suspended(true);
     const core::StepMetrics m = trainer.step();
@@ -139,6 +140,7 @@ int bench_body(const BenchArgs& args, const core::Config& cfg, Runtime& rt) {
     compute_cpu.push_back(m.compute_cpu_s);
     if (m.exposed_comm_s) free_exposed.push_back(*m.exposed_comm_s);
     if (m.a2a_exposed_s) free_a2a_exposed.push_back(*m.a2a_exposed_s);
+    if (m.comm_cpu_s) free_comm_cpu.push_back(*m.comm_cpu_s);
     ref_paced = static_cast<double>(m.a2a_paced_bytes.value_or(0));
     ref_cpu = m.compute_cpu_s;
     ctx.comm->set_link_suspended(false);
@@ -161,6 +163,7 @@ int bench_body(const BenchArgs& args, const core::Config& cfg, Runtime& rt) {
     opt.push_back(m.optimizer_s);
     if (m.a2a_bytes) a2a.push_back(static_cast<double>(*m.a2a_bytes));
     if (m.comm_s) comm.push_back(*m.comm_s);
+    if (m.comm_cpu_s) comm_cpu.push_back(*m.comm_cpu_s);
     if (m.exposed_comm_s) exposed.push_back(*m.exposed_comm_s);
     if (m.bubble_fraction) bubble.push_back(*m.bubble_fraction);
     if (m.a2a_s) a2a_s.push_back(*m.a2a_s);
@@ -211,6 +214,7 @@ int bench_body(const BenchArgs& args, const core::Config& cfg, Runtime& rt) {
   j["memory_used_mb"] = trainer.memory_used().total() / 1048576.0;
   if (!a2a.empty()) j["a2a_bytes"] = median(a2a);
   if (!comm.empty()) j["comm_s"] = median(comm);
+  if (!comm_cpu.empty()) j["comm_cpu_s"] = median(comm_cpu);
   if (!exposed.empty()) j["exposed_comm_s"] = median(exposed);
   if (!bubble.empty()) j["bubble_fraction"] = median(bubble);
   if (!a2a_s.empty()) j["a2a_s"] = median(a2a_s);
@@ -241,6 +245,7 @@ int bench_body(const BenchArgs& args, const core::Config& cfg, Runtime& rt) {
     j["link_compute_cpu_s"] = median(link_compute_cpu);
     if (!free_exposed.empty()) j["free_link_exposed_comm_s"] = median(free_exposed);
     if (!free_a2a_exposed.empty()) j["free_link_a2a_exposed_s"] = median(free_a2a_exposed);
+    if (!free_comm_cpu.empty()) j["free_link_comm_cpu_s"] = median(free_comm_cpu);
     if (j.contains("a2a_link_s"))
       j["a2a_link_ratio"] = j["a2a_link_s"].get<double>() / median(free_times);
   }

@@ -83,7 +83,7 @@ int run_cli(int argc, char** argv) {
   s->add_option("--pp", sched.pp, "pipeline ranks (default 1)");
   s->add_option("--chunks", sched.chunks, "micro-batches per step")->required();
   CLI::Option* sim = s->add_option("--simulate", sched.costs,
-                                   "simulate; optional costs F=1,B=2,I=W,W=1,FB=3,p2p=0,A=0")
+                                   "simulate; optional costs F=1,B=2,I=W,W=1,FB=3,p2p=0,A=0,fill=0")
                          ->expected(0, 1);
   s->add_flag("--comm", sched.comm, "also print the communication actions (recv, send, commit)");
   s->add_flag("--ep-overlap", sched.ep_overlap,

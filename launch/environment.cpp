@@ -3,6 +3,7 @@
 
 #include "core/trainer.hpp"
 
+#include <fmt/format.h>
 #include <sched.h>
 
 #include <algorithm>
@@ -68,11 +69,19 @@ std::unique_ptr<Runtime> start_runtime(const core::Config& cfg) {
   core::check_supported(cfg, rt->env.world_size);
   parallel::Communicator* world = nullptr;
   if (rt->env.world_size > 1) {
+    const bool realtime = cfg.runtime.comm_thread_priority == "realtime";
     rt->mpi = std::make_unique<parallel::MpiRuntime>(cfg.runtime.comm_timeout_s,
                                                      cfg.parallel.link.bandwidth_gbps,
                                                      cfg.parallel.link.latency_us,
-                                                     parallel::LinkModel::parse_traffic(cfg.parallel.link.traffic));
+                                                     parallel::LinkModel::parse_traffic(cfg.parallel.link.traffic),
+                                                     realtime);
     world = &rt->mpi->world();
+    if (realtime && !rt->mpi->comm_thread_realtime() && world->rank() == 0)
+      fmt::print(
+          "note: runtime.comm_thread_priority is realtime, but this process may not use the "
+          "real-time class (it needs root, CAP_SYS_NICE or `ulimit -r` >= 1); the communication "
+          "thread runs at normal priority, and where ranks share cores their messages wait for "
+          "a core (docs/parallelism.md)\n");
   } else {
     rt->single = parallel::make_single_process_communicator();
     world = rt->single.get();

@@ -20,8 +20,8 @@ std::string join_ints(const std::vector<int>& v) {
 }
 
 void print_simulation(const parallel::CostModel& c, const parallel::SimResult& sim) {
-  fmt::print("\nsimulated with F={:g} B={:g} I={:g} W={:g} FB={:g} p2p={:g} A={:g}: makespan {:g}\n",
-             c.F, c.B, c.I, c.W, c.FB, c.p2p, c.A, sim.makespan);
+  fmt::print("\nsimulated with F={:g} B={:g} I={:g} W={:g} FB={:g} p2p={:g} A={:g}{}: makespan {:g}\n",
+             c.F, c.B, c.I, c.W, c.FB, c.p2p, c.A, c.fill > 0 ? " fill=1" : "", sim.makespan);
   fmt::print("{:<5} {:>10} {:>10} {:>10} {:>10} {:>16} {:>12}\n", "rank", "busy", "idle", "wait",
              "end", "peak_activations", "peak_slots");
   for (size_t r = 0; r < sim.ranks.size(); ++r) {

@@ -7,6 +7,14 @@
 // from compute. The emulated link (LinkModel) is applied by posting each outgoing message at its
 // arrival time. Waits time out after runtime.comm_timeout_s and end the job with the rank, group
 // and operation in the message.
+//
+// The thread can run in the real-time class (runtime.comm_thread_priority: realtime). It plays
+// the network card: a message it posts late, or a completion it sees late, delays the compute
+// that waits for it. In the normal class a woken thread may wait for a busy core until the
+// scheduler preempts the compute running there, milliseconds on a machine whose ranks share
+// cores, at every timed post and every test; in the real-time class it preempts at once. It
+// sleeps between tests (the back-off above), so it takes the cores only for the microseconds of
+// each test, post or copy.
 #pragma once
 
 #include <mpi.h>
@@ -35,8 +43,9 @@ class Op {
   virtual ~Op() = default;
   // On the communication thread: post what is due, test what is posted; true once complete.
   // Lowers *wake to the time of the next timed post; sets *polling while MPI requests are
-  // pending (they progress only when tested).
-  virtual bool progress(double now, double* wake, bool* polling) = 0;
+  // pending (they progress only when tested); sets *moved when it posted a message or one of its
+  // requests completed (a handshake is under way: the peer answers within microseconds).
+  virtual bool progress(double now, double* wake, bool* polling, bool* moved) = 0;
   std::string what;   // "all_to_all_v of 1.5 MiB on ep (2 ranks, rank 0 of it)", for timeouts
   std::string label;  // "all_to_all_v on ep, 1.5 MiB", for traces
   Traffic traffic = Traffic::other;
@@ -49,7 +58,7 @@ class RequestOp : public Op {
  public:
   using PostFn = std::function<void(std::vector<MPI_Request>&)>;
   void add(double at, PostFn fn);
-  bool progress(double now, double* wake, bool* polling) override;
+  bool progress(double now, double* wake, bool* polling, bool* moved) override;
 
  private:
   struct Post {
@@ -59,11 +68,14 @@ class RequestOp : public Op {
   std::vector<Post> posts_;  // in time order
   size_t next_ = 0;
   std::vector<MPI_Request> reqs_;
+  std::vector<int> done_;  // MPI_Testsome's indices
 };
 
 class Engine {
  public:
-  Engine(int world_rank, double timeout_s, LinkModel link);
+  // realtime: run the thread under SCHED_FIFO (priority 1) if the process may (root,
+  // CAP_SYS_NICE or RLIMIT_RTPRIO >= 1); realtime() says whether it does.
+  Engine(int world_rank, double timeout_s, LinkModel link, bool realtime = false);
   ~Engine();
   Engine(const Engine&) = delete;
   Engine& operator=(const Engine&) = delete;
@@ -83,6 +95,7 @@ class Engine {
   void count_exchange(Traffic t, int64_t larger_side_bytes);
   CommStats stats() const;
   int world_rank() const { return world_rank_; }
+  bool realtime() const { return realtime_; }
   void set_recording(bool on);
   std::vector<CommRecord> take_records();
 
@@ -106,6 +119,7 @@ class Engine {
   std::thread thread_;
   clockid_t progress_clock_{};  // thread_'s CPU-time clock (CommStats::progress_cpu_s)
   bool has_progress_clock_ = false;
+  bool realtime_ = false;
 };
 
 }  // namespace parallel::mpi

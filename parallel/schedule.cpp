@@ -298,16 +298,27 @@ void emit_dualpipe_phases(Builder& b, int H, int R, int M, bool turn, int flip, 
     b.backward_chunk(p1, defer);
     b.forward_backward_chunk(p1, p0, /*recv0=*/true, defer);
   }
-  // 6: backwards of both phases; the second half of them defer their weight pass. With `defer`
-  // the weight passes still deferred run after the first one's commit.
-  if (defer) b.set_weight_keep(0);
-  bool zero_bubble = false;
-  for (int i = 0; i < R + 1; ++i) {
-    if (i == (R + 1) / 2 && R % 2 == 1) zero_bubble = true;
-    b.backward_chunk(p1, zero_bubble);
+  // 6: backwards of both phases; the second half of them defer their weight pass. The
+  // expert-parallel form makes every one an input pass and runs all their weight passes after
+  // (steps 7, 8 and the end): each of these lone backwards waits for its exchanges, the executor
+  // fills those waits with the oldest deferred weight pieces, and its input gradient leaves
+  // without the weight pass first. (With a lone pass waiting as long as it computes, the
+  // simulator's `A=1,fill=1`: DualPipeV pp 2 x 16 ends at 103 instead of 107, pp 8 x 32 at 235
+  // instead of 245; on a free link, A=0, at the same time.)
+  if (defer) {
     b.set_weight_keep(-1);
-    if (i == (R + 1) / 2 && R % 2 == 0) zero_bubble = true;
-    b.backward_chunk(p0, zero_bubble);
+    for (int i = 0; i < R + 1; ++i) {
+      b.backward_chunk(p1, /*zero_bubble=*/true);
+      b.backward_chunk(p0, /*zero_bubble=*/true);
+    }
+  } else {
+    bool zero_bubble = false;
+    for (int i = 0; i < R + 1; ++i) {
+      if (i == (R + 1) / 2 && R % 2 == 1) zero_bubble = true;
+      b.backward_chunk(p1, zero_bubble);
+      if (i == (R + 1) / 2 && R % 2 == 0) zero_bubble = true;
+      b.backward_chunk(p0, zero_bubble);
+    }
   }
   // 7, 8: weight passes fill the drain.
   for (int i = 0; i < H - R - 1; ++i) {
@@ -315,6 +326,7 @@ void emit_dualpipe_phases(Builder& b, int H, int R, int M, bool turn, int flip, 
     b.backward_chunk(p0, /*zero_bubble=*/true);
   }
   for (int i = 0; i < R + 1; ++i) b.weight_chunk();
+  while (b.has_deferred()) b.weight_chunk();  // the expert-parallel form's, from step 6
   b.finish();
 }
 

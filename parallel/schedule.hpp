@@ -98,11 +98,13 @@ struct Schedule {
 //   micro-batch's all-to-all is left without another micro-batch's compute to hide behind (two
 //   more micro-batches' activations in flight).
 // - dualpipe, dualpipev: the pairs of phases 4 and 5 (and phase 5's lone backwards) defer their
-//   weight passes, each W placed after the next compute's commit; what is still deferred runs
-//   before the first backward of phase 6. The turning ranks (V's last, DualPipe's two middle
-//   ones) pair their warm-up forwards across micro-batches, `F0.0 (F1.0&F0.1) (F1.1&F0.2) B1.0`;
-//   every channel carries the reference's messages in the reference's order. The drain stays
-//   the reference's.
+//   weight passes, each W placed after the next compute's commit. Phase 6's backwards are all
+//   input passes (the reference runs the first half full, after the weight passes still
+//   deferred), and every weight pass still deferred runs after them: the executor fills the
+//   lone drain passes' exchange waits with that weight work, and their input gradients leave
+//   sooner. The turning ranks (V's last, DualPipe's two middle ones) pair their warm-up
+//   forwards across micro-batches, `F0.0 (F1.0&F0.1) (F1.1&F0.2) B1.0`; every channel carries
+//   the reference's messages in the reference's order.
 Schedule make_schedule(ScheduleKind kind, int pp, int chunks, int rank, bool ep_overlap = false);
 // make_schedule for every rank 0 .. pp-1.
 std::vector<Schedule> make_schedules(ScheduleKind kind, int pp, int chunks, bool ep_overlap = false);

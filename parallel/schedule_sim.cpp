@@ -92,6 +92,7 @@ struct RankState {
   int commits = 0;
   std::vector<int> fwd, bwd, recv_f, recv_b, sent_f, sent_b;  // done counts per chunk
   std::deque<Action> deferred;                                // I's awaiting their W
+  std::deque<double> weight_left;  // per deferred entry, its weight work not yet run (fill)
   bool finished() const { return pc == s->actions.size(); }
 };
 
@@ -236,8 +237,12 @@ class Simulator {
       ++count[op.action.chunk];
     }
     if (done > st.clock) {
-      res_.events.push_back({r, "wait", st.clock, done, true});
-      res_.ranks[r].wait += done - st.clock;
+      // Weight work run while the messages travel is busy time, the rest of the wait idle.
+      const double filled = fill(st, done - st.clock);
+      if (filled > 0) res_.events.push_back({r, "W (in a wait)", st.clock, st.clock + filled, false});
+      if (done > st.clock + filled) res_.events.push_back({r, "wait", st.clock + filled, done, true});
+      res_.ranks[r].wait += done - st.clock - filled;
+      res_.ranks[r].busy += filled;
     }
     st.clock = done;
     st.queued.clear();
@@ -289,31 +294,57 @@ class Simulator {
                 : second.local_in && a.chunk == local_partner(s, /*want_local_out=*/true);
   }
 
+  // Runs up to `seconds` of deferred weight work, oldest first (CostModel::fill); returns how
+  // much ran.
+  double fill(RankState& st, double seconds) const {
+    if (cost_.fill <= 0) return 0;
+    double ran = 0;
+    for (double& left : st.weight_left) {
+      const double run = std::min(left, seconds - ran);
+      left -= run;
+      ran += run;
+      if (ran >= seconds) break;
+    }
+    return ran;
+  }
+  void defer(RankState& st, const Action& a) {
+    st.deferred.push_back(a);
+    st.weight_left.push_back(cost_.W);
+  }
+
   void compute(int r, const Action& a) {
     RankState& st = state_[r];
     if (!st.queued.empty())
       error(r, "computes while sends or receives are queued but not committed");
     if (a.is_pair() && halves_depend(*st.s, a))
       error(r, fmt::format("{} pairs two passes of which one needs the other", action_label(a)));
+    double weight_cost = cost_.W;
+    // A lone pass's exchange waits are filled with older weight work, before it defers its own.
+    if (a.kind == ActionKind::forward) fill(st, cost_.A * cost_.F);
+    if (a.kind == ActionKind::backward) fill(st, cost_.A * cost_.I);
     switch (a.kind) {
       case ActionKind::forward:
         run_pass(r, a.chunk, a.micro, /*grad=*/false);
         break;
       case ActionKind::backward:
         run_pass(r, a.chunk, a.micro, /*grad=*/true);
-        if (a.zero_bubble) st.deferred.push_back(a);
+        if (a.zero_bubble) defer(st, a);
         break;
       case ActionKind::weight:
         if (st.deferred.empty() || st.deferred.front().chunk != a.chunk ||
             st.deferred.front().micro != a.micro) {
           error(r, "the weight pass is not the oldest deferred one");
         }
-        if (!st.deferred.empty()) st.deferred.pop_front();
+        if (!st.deferred.empty()) {
+          weight_cost = st.weight_left.front();
+          st.deferred.pop_front();
+          st.weight_left.pop_front();
+        }
         break;
       case ActionKind::forward_backward:
         run_pass(r, a.chunk, a.micro, /*grad=*/false);
         run_pass(r, a.chunk_b, a.micro_b, /*grad=*/true);
-        if (a.zero_bubble) st.deferred.push_back(backward_half(a.chunk_b, a.micro_b));
+        if (a.zero_bubble) defer(st, backward_half(a.chunk_b, a.micro_b));
         break;
       case ActionKind::forward_pair:
       case ActionKind::backward_pair: {
@@ -321,15 +352,15 @@ class Simulator {
         run_pass(r, a.chunk, a.micro, grad);
         run_pass(r, a.chunk_b, a.micro_b, grad);
         if (grad && a.zero_bubble) {
-          st.deferred.push_back(backward_half(a.chunk, a.micro));
-          st.deferred.push_back(backward_half(a.chunk_b, a.micro_b));
+          defer(st, backward_half(a.chunk, a.micro));
+          defer(st, backward_half(a.chunk_b, a.micro_b));
         }
         break;
       }
       default:
         break;
     }
-    double t = cost_.of(a);
+    double t = a.kind == ActionKind::weight ? weight_cost : cost_.of(a);
     res_.events.push_back({r, action_label(a), st.clock, st.clock + t, false});
     res_.ranks[r].busy += t;
     st.clock += t;

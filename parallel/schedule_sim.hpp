@@ -34,9 +34,13 @@ struct CostModel {
   // compute (0: none, a free link; 1: DeepSeek-V3's 1:1, a lone pass waits as long as it
   // computes). Inside a pair the other half's compute hides it; a weight pass exchanges nothing.
   double A = 0;
+  // 1: what the executor does with overlap on: while a lone pass waits for its exchange (the A
+  // part of its cost) or a commit waits for its messages, the oldest deferred weight work runs,
+  // and a weight action later costs only what is left of its pass. 0: waits stay idle.
+  double fill = 0;
   double of(const Action& a) const;
 };
-// "F=1,B=2,W=1,FB=3" (keys F, B, I, W, FB, p2p, A; any subset; I defaults to W's value). Bad syntax
+// "F=1,B=2,W=1,FB=3" (keys F, B, I, W, FB, p2p, A, fill; any subset; I defaults to W's value). Bad syntax
 // or an unknown key throws core::ConfigError naming the text.
 CostModel parse_cost_model(const std::string& text);
 
@@ -48,9 +52,9 @@ struct SimEvent {
 };
 
 struct SimRank {
-  double busy = 0;              // sum of compute costs
+  double busy = 0;              // sum of compute costs (and, with fill, weight work in waits)
   double idle = 0;              // makespan - busy
-  double wait = 0;              // time blocked in commits (part of idle)
+  double wait = 0;              // time blocked in commits with nothing to run (part of idle)
   double end = 0;               // when this rank's last action finished
   int peak_activations = 0;     // see InFlightPeaks (schedule.hpp)
   std::vector<int> peak_slots;  // per local chunk

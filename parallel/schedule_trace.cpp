@@ -43,7 +43,7 @@ CostModel parse_cost_model(const std::string& text) {
   bool have_i = false;
   const std::string usage =
       "expected KEY=SECONDS pairs separated by commas, keys F, B, I, W, FB, "
-      "p2p, A (e.g. F=1,B=2,W=1,FB=3)";
+      "p2p, A, fill (e.g. F=1,B=2,W=1,FB=3)";
   std::stringstream items(trim(text));
   std::string item;
   while (!items.str().empty() && std::getline(items, item, ',')) {
@@ -76,6 +76,11 @@ CostModel parse_cost_model(const std::string& text) {
       cost.p2p = v;
     else if (key == "A")
       cost.A = v;
+    else if (key == "fill") {
+      if (v != 0 && v != 1)
+        FLOT_THROW(core::ConfigError, "bad value '{}' for fill in '{}': expected 0 or 1", value, text);
+      cost.fill = v;
+    }
     else
       FLOT_THROW(core::ConfigError, "unknown cost key '{}' in '{}': {}", key, text, usage);
   }

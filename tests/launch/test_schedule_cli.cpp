@@ -55,6 +55,11 @@ TEST_CASE("flotilla schedule --simulate adds the per-rank table after the op lin
   INFO(a.output << f.output);
   CHECK_THAT(a.output, Contains("A=1: makespan 61"));
   CHECK_THAT(f.output, Contains("r1: F0.0 (F1.0&F0.1) (F1.1&F0.2) B1.0") && Contains("A=1: makespan 59"));
+  // and with the lone passes' and commits' waits filled with deferred weight work, as the
+  // executor does
+  auto g = run_flotilla("schedule --kind dualpipev --pp 2 --chunks 8 --ep-overlap --simulate A=1,fill=1");
+  INFO(g.output);
+  CHECK_THAT(g.output, Contains("A=1 fill=1: makespan 55"));
 }
 
 TEST_CASE("flotilla schedule --trace writes a Chrome trace", "[cli][schedule]") {

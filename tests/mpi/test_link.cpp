@@ -2,6 +2,9 @@
 // and messages leaving one rank share its bandwidth. Timed on two ranks: never early, and the
 // fastest of four repetitions within 20%.
 #include <catch2/catch.hpp>
+#include <mpi.h>
+#include <pthread.h>
+#include <sched.h>
 
 #include <algorithm>
 #include <chrono>
@@ -11,6 +14,7 @@
 #include "core/error.hpp"
 #include "mpi_env.hpp"
 #include "parallel/link_model.hpp"
+#include "parallel/mpi_engine.hpp"
 
 using core::Tensor;
 
@@ -146,4 +150,40 @@ TEST_CASE("a timed message over the emulated link is never early and, at best, w
     CHECK(s.total_wait_s() > 0.03);
   }
   if (w->rank() == 0) CHECK(s.bytes_sent[static_cast<int>(parallel::Traffic::pipeline)] == reps * 2 * big);
+}
+
+TEST_CASE("the communication thread runs in the real-time class when asked and allowed", "[link]") {
+  // Whether this process may use SCHED_FIFO at all (root, CAP_SYS_NICE or RLIMIT_RTPRIO): the
+  // engine must say it runs real-time exactly then, and stay normal when not asked.
+  std::thread probe([] { std::this_thread::sleep_for(std::chrono::milliseconds(20)); });
+  sched_param sp{};
+  sp.sched_priority = 1;
+  const bool allowed = pthread_setschedparam(probe.native_handle(), SCHED_FIFO, &sp) == 0;
+  probe.join();
+  const int rank = testing::mpi().world_rank();
+  parallel::mpi::Engine normal(rank, 30, parallel::LinkModel(), /*realtime=*/false);
+  parallel::mpi::Engine realtime(rank, 30, parallel::LinkModel(), /*realtime=*/true);
+  CHECK_FALSE(normal.realtime());
+  CHECK(realtime.realtime() == allowed);
+  // Either way it moves messages: a send to this rank itself, posted 5 ms late.
+  for (parallel::mpi::Engine* e : {&normal, &realtime}) {
+    MPI_Comm self = MPI_COMM_NULL;
+    REQUIRE(MPI_Comm_dup(MPI_COMM_SELF, &self) == MPI_SUCCESS);
+    int out = 42 + rank, in = 0;
+    auto op = std::make_shared<parallel::mpi::RequestOp>();
+    op->what = op->label = "a message to itself";
+    op->add(parallel::mpi::now_s(), [&](std::vector<MPI_Request>& reqs) {
+      reqs.emplace_back();
+      MPI_Irecv(&in, 1, MPI_INT, 0, 3, self, &reqs.back());
+    });
+    op->add(parallel::mpi::now_s() + 5e-3, [&](std::vector<MPI_Request>& reqs) {
+      reqs.emplace_back();
+      MPI_Isend(&out, 1, MPI_INT, 0, 3, self, &reqs.back());
+    });
+    const double t0 = now();
+    e->submit(op)->wait();
+    CHECK(now() - t0 >= 4e-3);
+    CHECK(in == 42 + rank);
+    MPI_Comm_free(&self);
+  }
 }

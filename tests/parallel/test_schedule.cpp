@@ -292,16 +292,20 @@ TEST_CASE("1f1b and sequential print the textbook orders", "[schedule]") {
 TEST_CASE("dualpipe's expert-parallel form defers weight passes and pairs the turn's forwards",
           "[schedule]") {
   // DualPipeV pp=2 with 8 micro-batches: phases 4 and 5's backwards become input passes, each
-  // weight pass runs after the next compute's commit, the rest is left before phase 6; the
-  // turning rank (r1) runs its warm-up forwards in pairs (F1.i & F0.i+1).
+  // weight pass runs after the next compute's commit; phase 6's backwards are all input passes
+  // too, and every weight pass still deferred runs after them (the reference: B1.7 on r0, B1.6
+  // B0.6 on r1, with the weight passes before); the turning rank (r1) runs its warm-up forwards
+  // in pairs (F1.i & F0.i+1).
   CHECK(format_schedule(make_schedule(ScheduleKind::dualpipev, 2, 8, 0, true)) ==
         "r0: F0.0 F0.1 F0.2 F1.0 I1.0 W1.0 F1.1 (F0.3&I1.1) (F1.2&I0.0) W1.1 (F0.4&I1.2) W0.0 "
         "(F1.3&I0.1) W1.2 (F0.5&I1.3) W0.1 (F1.4&I0.2) W1.3 (F0.6&I1.4) W0.2 (F1.5&I0.3) W1.4 "
-        "(F0.7&I1.5) W0.3 (F1.6&I0.4) W1.5 I1.6 W0.4 (F1.7&I0.5) W1.6 W0.5 B1.7 I0.6 W0.6 I0.7 W0.7");
+        "(F0.7&I1.5) W0.3 (F1.6&I0.4) W1.5 I1.6 W0.4 (F1.7&I0.5) I1.7 I0.6 W1.6 I0.7 W0.5 W1.7 "
+        "W0.6 W0.7");
   CHECK(format_schedule(make_schedule(ScheduleKind::dualpipev, 2, 8, 1, true)) ==
         "r1: F0.0 (F1.0&F0.1) (F1.1&F0.2) B1.0 (F1.2&I0.0) (F0.3&I1.1) W0.0 (F1.3&I0.1) W1.1 "
         "(F0.4&I1.2) W0.1 (F1.4&I0.2) W1.2 (F0.5&I1.3) W0.2 (F1.5&I0.3) W1.3 (F0.6&I1.4) W0.3 "
-        "(F1.6&I0.4) W1.4 (F0.7&I1.5) W0.4 (F1.7&I0.5) W1.5 W0.5 B1.6 B0.6 I1.7 I0.7 W1.7 W0.7");
+        "(F1.6&I0.4) W1.4 (F0.7&I1.5) W0.4 (F1.7&I0.5) I1.6 I0.6 I1.7 I0.7 W1.5 W0.5 W1.6 W0.6 "
+        "W1.7 W0.7");
   // For every size: the same forwards and backwards in the same order (a pair of forwards
   // unpacked), the same messages in the same order, only weight passes moved (a B may become I
   // and W, never the other way) and batches merged (never split). Passes and messages are
