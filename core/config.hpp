@@ -139,9 +139,9 @@ struct CheckpointConfig {
 struct RuntimeConfig {
   std::string device = "cpu";  // cpu | cuda
   double comm_timeout_s = 300;
-  // realtime | normal: the scheduling class of each rank's communication thread (see
-  // parallel::mpi::Engine)
-  std::string comm_thread_priority = "realtime";
+  // auto | realtime | normal: the scheduling class of each rank's communication thread (see
+  // parallel::mpi::Engine; auto: launch::comm_thread_realtime)
+  std::string comm_thread_priority = "auto";
   double stop_grace_s = 120;  // after a first SIGINT/SIGTERM; 0 = no limit
   double memory_limit_gb = 0;  // memory per node for the pre-flight plan; 0 = what the machine has
 };

@@ -251,7 +251,7 @@ void check_rest(Problems& p, const Config& c) {
   at_least(p, "checkpoint.keep", c.checkpoint.keep, 1);
   one_of(p, "runtime.device", c.runtime.device, {"cpu", "cuda"});
   positive(p, "runtime.comm_timeout_s", c.runtime.comm_timeout_s);
-  one_of(p, "runtime.comm_thread_priority", c.runtime.comm_thread_priority, {"realtime", "normal"});
+  one_of(p, "runtime.comm_thread_priority", c.runtime.comm_thread_priority, {"auto", "realtime", "normal"});
   at_least(p, "runtime.stop_grace_s", c.runtime.stop_grace_s, 0.0, " (0 = no limit)");
   at_least(p, "runtime.memory_limit_gb", c.runtime.memory_limit_gb, 0.0, " (0 = the memory the machine has)");
 }

@@ -47,6 +47,12 @@ LaunchEnv read_launch_env() {
   return e;
 }
 
+bool comm_thread_realtime(const std::string& priority, const LaunchEnv& env, int threads) {
+  if (priority == "realtime") return true;
+  if (priority == "normal") return false;
+  return static_cast<int64_t>(env.local_size) * threads > env.node_cores;  // auto
+}
+
 int resolve_threads(int configured, const LaunchEnv& env) {
   if (configured > 0) return configured;
   if (env.omp_threads > 0) return env.omp_threads;
@@ -69,7 +75,8 @@ std::unique_ptr<Runtime> start_runtime(const core::Config& cfg) {
   core::check_supported(cfg, rt->env.world_size);
   parallel::Communicator* world = nullptr;
   if (rt->env.world_size > 1) {
-    const bool realtime = cfg.runtime.comm_thread_priority == "realtime";
+    const bool realtime = comm_thread_realtime(cfg.runtime.comm_thread_priority, rt->env,
+                                               resolve_threads(cfg.train.threads, rt->env));
     rt->mpi = std::make_unique<parallel::MpiRuntime>(cfg.runtime.comm_timeout_s,
                                                      cfg.parallel.link.bandwidth_gbps,
                                                      cfg.parallel.link.latency_us,
@@ -78,10 +85,11 @@ std::unique_ptr<Runtime> start_runtime(const core::Config& cfg) {
     world = &rt->mpi->world();
     if (realtime && !rt->mpi->comm_thread_realtime() && world->rank() == 0)
       fmt::print(
-          "note: runtime.comm_thread_priority is realtime, but this process may not use the "
-          "real-time class (it needs root, CAP_SYS_NICE or `ulimit -r` >= 1); the communication "
-          "thread runs at normal priority, and where ranks share cores their messages wait for "
-          "a core (docs/parallelism.md)\n");
+          "note: the communication thread should run in the real-time class (runtime."
+          "comm_thread_priority: {}), but this process may not use it (it needs root, "
+          "CAP_SYS_NICE or `ulimit -r` >= 1); it runs at normal priority, and where the compute "
+          "threads outnumber the cores messages wait for a core (docs/parallelism.md)\n",
+          cfg.runtime.comm_thread_priority);
   } else {
     rt->single = parallel::make_single_process_communicator();
     world = rt->single.get();

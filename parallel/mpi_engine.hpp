@@ -8,7 +8,8 @@
 // arrival time. Waits time out after runtime.comm_timeout_s and end the job with the rank, group
 // and operation in the message.
 //
-// The thread can run in the real-time class (runtime.comm_thread_priority: realtime). It plays
+// The thread can run in the real-time class (runtime.comm_thread_priority; by default where the
+// compute threads outnumber the cores, launch::comm_thread_realtime). It plays
 // the network card: a message it posts late, or a completion it sees late, delays the compute
 // that waits for it. In the normal class a woken thread may wait for a busy core until the
 // scheduler preempts the compute running there, milliseconds on a machine whose ranks share

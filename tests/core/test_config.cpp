@@ -201,7 +201,7 @@ TEST_CASE("config: impossible values and combinations are rejected", "[config]")
   CHECK_NOTHROW(parse_and_validate("parallel:\n  link:\n    traffic: expert_a2a,pipeline\n"));
   CHECK_THROWS_WITH(
       parse_and_validate("runtime:\n  comm_thread_priority: high\n"),
-      Contains("x.yaml:2:3: runtime.comm_thread_priority = 'high' is not one of: realtime | normal"));
+      Contains("x.yaml:2:3: runtime.comm_thread_priority = 'high' is not one of: auto | realtime | normal"));
   CHECK_NOTHROW(parse_and_validate("runtime:\n  comm_thread_priority: normal\n"));
   CHECK_NOTHROW(parse_and_validate("optim:\n  warmup_steps: 400\n"));  // cut short, with a note
   CHECK_THROWS_WITH(parse_and_validate("optim:\n  min_lr: 0.1\n"),

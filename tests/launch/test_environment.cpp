@@ -1,4 +1,4 @@
-// How a rank picks its thread count when train.threads is 0.
+// How a rank picks its thread count when train.threads is 0, and its communication thread's class.
 #include <catch2/catch.hpp>
 
 #include "launch/environment.hpp"
@@ -15,4 +15,18 @@ TEST_CASE("train.threads 0: OMP_NUM_THREADS, else the binding, else a share of t
   e.omp_threads = 1;                          // OMP_NUM_THREADS=1, as launch/test.sh sets
   CHECK(launch::resolve_threads(0, e) == 1);
   CHECK(launch::resolve_threads(5, e) == 5);
+}
+
+TEST_CASE("runtime.comm_thread_priority auto: real-time when compute threads outnumber cores", "[env]") {
+  launch::LaunchEnv e;
+  e.node_cores = 2;
+  e.local_size = 2;
+  CHECK_FALSE(launch::comm_thread_realtime("auto", e, 1));  // a core per rank
+  e.local_size = 4;
+  CHECK(launch::comm_thread_realtime("auto", e, 1));        // four ranks on two cores
+  e.node_cores = 8;
+  CHECK_FALSE(launch::comm_thread_realtime("auto", e, 2));  // 4 x 2 threads on 8 cores
+  CHECK(launch::comm_thread_realtime("auto", e, 3));
+  CHECK(launch::comm_thread_realtime("realtime", e, 1));
+  CHECK_FALSE(launch::comm_thread_realtime("normal", e, 3));
 }
