@@ -140,7 +140,7 @@ struct RuntimeConfig {
   std::string device = "cpu";  // cpu | cuda
   double comm_timeout_s = 300;
   // auto | realtime | normal: the scheduling class of each rank's communication thread (see
-  // parallel::mpi::Engine; auto: launch::comm_thread_realtime)
+  // parallel::mpi::Engine; auto: launch::comm_thread_class)
   std::string comm_thread_priority = "auto";
   double stop_grace_s = 120;  // after a first SIGINT/SIGTERM; 0 = no limit
   double memory_limit_gb = 0;  // memory per node for the pre-flight plan; 0 = what the machine has

@@ -47,10 +47,13 @@ LaunchEnv read_launch_env() {
   return e;
 }
 
-bool comm_thread_realtime(const std::string& priority, const LaunchEnv& env, int threads) {
-  if (priority == "realtime") return true;
-  if (priority == "normal") return false;
-  return static_cast<int64_t>(env.local_size) * threads > env.node_cores;  // auto
+parallel::CommThreadClass comm_thread_class(const std::string& priority, const LaunchEnv& env,
+                                            int threads) {
+  using parallel::CommThreadClass;
+  if (priority == "realtime") return CommThreadClass::realtime;
+  if (priority == "normal") return CommThreadClass::normal;
+  const bool oversubscribed = static_cast<int64_t>(env.local_size) * threads > env.node_cores;
+  return oversubscribed ? CommThreadClass::realtime_with_link : CommThreadClass::normal;  // auto
 }
 
 int resolve_threads(int configured, const LaunchEnv& env) {
@@ -75,15 +78,15 @@ std::unique_ptr<Runtime> start_runtime(const core::Config& cfg) {
   core::check_supported(cfg, rt->env.world_size);
   parallel::Communicator* world = nullptr;
   if (rt->env.world_size > 1) {
-    const bool realtime = comm_thread_realtime(cfg.runtime.comm_thread_priority, rt->env,
-                                               resolve_threads(cfg.train.threads, rt->env));
+    const parallel::CommThreadClass comm_thread = comm_thread_class(
+        cfg.runtime.comm_thread_priority, rt->env, resolve_threads(cfg.train.threads, rt->env));
     rt->mpi = std::make_unique<parallel::MpiRuntime>(cfg.runtime.comm_timeout_s,
                                                      cfg.parallel.link.bandwidth_gbps,
                                                      cfg.parallel.link.latency_us,
                                                      parallel::LinkModel::parse_traffic(cfg.parallel.link.traffic),
-                                                     realtime);
+                                                     comm_thread);
     world = &rt->mpi->world();
-    if (realtime && !rt->mpi->comm_thread_realtime() && world->rank() == 0)
+    if (rt->mpi->comm_thread_refused() && world->rank() == 0)
       fmt::print(
           "note: the communication thread should run in the real-time class (runtime."
           "comm_thread_priority: {}), but this process may not use it (it needs root, "

@@ -28,12 +28,14 @@ struct LaunchEnv {
 };
 
 LaunchEnv read_launch_env();
-// runtime.comm_thread_priority: realtime, normal, or auto = realtime when this node's ranks run
-// more compute threads (threads per rank, resolve_threads) than the node has cores. Measured on
-// two cores (docs/performance.md): with four one-thread ranks the real-time class halved the
-// exposed all-to-all; with two it exposed more than the normal class (it preempts the other
-// rank's compute as readily as its own).
-bool comm_thread_realtime(const std::string& priority, const LaunchEnv& env, int threads);
+// runtime.comm_thread_priority: realtime, normal, or auto = real-time while the emulated link is
+// on, where this node's ranks run more compute threads (threads per rank, resolve_threads) than
+// the node has cores. Measured on two cores (docs/performance.md): with four one-thread ranks
+// over an emulated link the real-time class halved the exposed all-to-all; with two ranks it
+// exposed more than the normal class (it preempts the other rank's compute as readily as its
+// own), and with four ranks and no link the quickstart's training took longer.
+parallel::CommThreadClass comm_thread_class(const std::string& priority, const LaunchEnv& env,
+                                            int threads);
 // train.threads = 0: OMP_NUM_THREADS when the environment sets it (the usual way to pin a job's
 // threads); else a process bound to fewer cores than the node has (mpirun --bind-to,
 // srun --cpus-per-task) uses the cores of its binding, and an unbound one gets an even share of

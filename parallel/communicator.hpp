@@ -27,6 +27,11 @@ namespace parallel {
 
 enum class ReduceOp { sum, max };
 
+// The scheduling class of a process's communication thread (runtime.comm_thread_priority; see
+// parallel/mpi_engine.hpp): normal, real-time (SCHED_FIFO), or real-time only while it emulates a
+// link.
+enum class CommThreadClass { normal, realtime, realtime_with_link };
+
 // What an operation's bytes count as in the statistics.
 enum class Traffic : uint8_t { other, expert_a2a, gradients, pipeline };
 

@@ -332,11 +332,11 @@ struct MpiRuntime::Impl {
   std::unique_ptr<MpiCommunicator> world;
   int rank = 0, size = 1;
   double timeout_s = 0;
-  bool realtime = false;
+  CommThreadClass comm_thread = CommThreadClass::normal;
 };
 
 MpiRuntime::MpiRuntime(double comm_timeout_s, double bandwidth_gbps, double latency_us,
-                       unsigned link_traffic, bool realtime_comm_thread)
+                       unsigned link_traffic, CommThreadClass comm_thread)
     : impl_(std::make_unique<Impl>()) {
   int provided = 0;
   FLOT_MPI(MPI_Init_thread(nullptr, nullptr, MPI_THREAD_MULTIPLE, &provided));
@@ -350,10 +350,10 @@ MpiRuntime::MpiRuntime(double comm_timeout_s, double bandwidth_gbps, double late
                             "built with thread support (Debian's OpenMPI has it)",
                             provided, MPI_THREAD_MULTIPLE));
   impl_->timeout_s = comm_timeout_s;
-  impl_->realtime = realtime_comm_thread;
+  impl_->comm_thread = comm_thread;
   impl_->engine = std::make_shared<Engine>(impl_->rank, comm_timeout_s,
                                            LinkModel(bandwidth_gbps, latency_us, link_traffic),
-                                           realtime_comm_thread);
+                                           comm_thread);
   impl_->world = std::make_unique<MpiCommunicator>(impl_->engine, MPI_COMM_WORLD, "world");
 }
 
@@ -371,11 +371,11 @@ std::unique_ptr<Communicator> MpiRuntime::make_world(const std::string& name, do
   MPI_Comm dup = MPI_COMM_NULL;
   FLOT_MPI(MPI_Comm_dup(MPI_COMM_WORLD, &dup));
   auto engine = std::make_shared<Engine>(impl_->rank, impl_->timeout_s,
-                                         LinkModel(bandwidth_gbps, latency_us), impl_->realtime);
+                                         LinkModel(bandwidth_gbps, latency_us), impl_->comm_thread);
   return std::make_unique<MpiCommunicator>(std::move(engine), dup, name);
 }
 int MpiRuntime::world_rank() const { return impl_->rank; }
-bool MpiRuntime::comm_thread_realtime() const { return impl_->engine->realtime(); }
+bool MpiRuntime::comm_thread_refused() const { return impl_->engine->realtime_refused(); }
 int MpiRuntime::world_size() const { return impl_->size; }
 
 }  // namespace parallel

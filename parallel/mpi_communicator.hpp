@@ -22,10 +22,11 @@ bool mpi_active();
 class MpiRuntime {
  public:
   // Initializes MPI. comm_timeout_s and the link come from the validated config; link_traffic:
-  // LinkModel::parse_traffic of parallel.link.traffic; realtime_comm_thread: runtime.
-  // comm_thread_priority is realtime (see mpi::Engine).
+  // LinkModel::parse_traffic of parallel.link.traffic; comm_thread: the communication thread's
+  // scheduling class (runtime.comm_thread_priority, see mpi::Engine).
   MpiRuntime(double comm_timeout_s, double bandwidth_gbps, double latency_us,
-             unsigned link_traffic = LinkModel::kAllTraffic, bool realtime_comm_thread = false);
+             unsigned link_traffic = LinkModel::kAllTraffic,
+             CommThreadClass comm_thread = CommThreadClass::normal);
   ~MpiRuntime();
   MpiRuntime(const MpiRuntime&) = delete;
   MpiRuntime& operator=(const MpiRuntime&) = delete;
@@ -33,9 +34,9 @@ class MpiRuntime {
   Communicator& world();
   int world_rank() const;
   int world_size() const;
-  // Whether the communication thread got the real-time priority asked for (false when not asked,
-  // or when the process may not use it).
-  bool comm_thread_realtime() const;
+  // Whether the communication thread was asked to run in the real-time class and refused (the
+  // process may not use the class).
+  bool comm_thread_refused() const;
   // A duplicate of the world on its own communication thread and emulated link (collective):
   // for tests and benchmarks that compare link settings within one job.
   std::unique_ptr<Communicator> make_world(const std::string& name, double bandwidth_gbps,

@@ -82,19 +82,16 @@ double backoff_s(double polling_for_s) {
 
 }  // namespace
 
-Engine::Engine(int world_rank, double timeout_s, LinkModel link, bool realtime)
-    : world_rank_(world_rank), timeout_s_(timeout_s), link_(link) {
+Engine::Engine(int world_rank, double timeout_s, LinkModel link, CommThreadClass cls)
+    : world_rank_(world_rank), timeout_s_(timeout_s), link_(link), cls_(cls) {
   thread_ = std::thread([this] {
     // Sleeps of a few tens of microseconds must not be rounded up to the default 50 us slack.
     prctl(PR_SET_TIMERSLACK, 1000UL, 0, 0, 0);
     loop();
   });
-  if (realtime) {
-    // The lowest real-time priority: above every normal thread, below anything the system runs
-    // in the real-time class. Refused without the privilege (EPERM): the thread stays normal.
-    sched_param sp{};
-    sp.sched_priority = 1;
-    realtime_ = pthread_setschedparam(thread_.native_handle(), SCHED_FIFO, &sp) == 0;
+  {
+    std::lock_guard<std::mutex> lk(mu_);
+    apply_class();
   }
   has_progress_clock_ = pthread_getcpuclockid(thread_.native_handle(), &progress_clock_) == 0;
 }
@@ -126,14 +123,39 @@ double Engine::arrival(int64_t bytes, int extra_latency_steps, Traffic traffic) 
   return link_.arrival(now_s(), bytes, extra_latency_steps, traffic);
 }
 
+void Engine::apply_class() {
+  const bool want = cls_ == CommThreadClass::realtime ||
+                    (cls_ == CommThreadClass::realtime_with_link && link_.enabled());
+  if (want == realtime_ || (want && refused_)) return;
+  // The lowest real-time priority: above every normal thread, below anything the system runs
+  // in the real-time class. Refused without the privilege (EPERM): the thread stays normal.
+  sched_param sp{};
+  sp.sched_priority = want ? 1 : 0;
+  const bool ok = pthread_setschedparam(thread_.native_handle(), want ? SCHED_FIFO : SCHED_OTHER, &sp) == 0;
+  if (ok) realtime_ = want;
+  if (want && !ok) refused_ = true;
+}
+
+bool Engine::realtime() const {
+  std::lock_guard<std::mutex> lk(mu_);
+  return realtime_;
+}
+
+bool Engine::realtime_refused() const {
+  std::lock_guard<std::mutex> lk(mu_);
+  return refused_;
+}
+
 void Engine::set_link_suspended(bool suspended) {
   std::lock_guard<std::mutex> lk(mu_);
   link_.set_suspended(suspended);
+  apply_class();
 }
 
 void Engine::set_link_bandwidth(double bandwidth_gbps) {
   std::lock_guard<std::mutex> lk(mu_);
   link_.set_bandwidth(bandwidth_gbps);
+  apply_class();
 }
 
 void Engine::count_exchange(Traffic t, int64_t larger_side_bytes) {

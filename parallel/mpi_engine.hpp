@@ -8,14 +8,15 @@
 // arrival time. Waits time out after runtime.comm_timeout_s and end the job with the rank, group
 // and operation in the message.
 //
-// The thread can run in the real-time class (runtime.comm_thread_priority; by default where the
-// compute threads outnumber the cores, launch::comm_thread_realtime). It plays
-// the network card: a message it posts late, or a completion it sees late, delays the compute
-// that waits for it. In the normal class a woken thread may wait for a busy core until the
-// scheduler preempts the compute running there, milliseconds on a machine whose ranks share
+// The thread can run in the real-time class (runtime.comm_thread_priority; by default while it
+// emulates a link where the compute threads outnumber the cores, launch::comm_thread_class). It
+// plays the network card: a message it posts late, or a completion it sees late, delays the
+// compute that waits for it. In the normal class a woken thread may wait for a busy core until
+// the scheduler preempts the compute running there, milliseconds on a machine whose ranks share
 // cores, at every timed post and every test; in the real-time class it preempts at once. It
 // sleeps between tests (the back-off above), so it takes the cores only for the microseconds of
-// each test, post or copy.
+// each test, post or copy; but without an emulated link, where nothing waits for a timed post,
+// those preemptions cost more than they bring.
 #pragma once
 
 #include <mpi.h>
@@ -74,9 +75,9 @@ class RequestOp : public Op {
 
 class Engine {
  public:
-  // realtime: run the thread under SCHED_FIFO (priority 1) if the process may (root,
-  // CAP_SYS_NICE or RLIMIT_RTPRIO >= 1); realtime() says whether it does.
-  Engine(int world_rank, double timeout_s, LinkModel link, bool realtime = false);
+  // The real-time class is SCHED_FIFO at priority 1, if the process may use it (root,
+  // CAP_SYS_NICE or RLIMIT_RTPRIO >= 1); realtime() says whether the thread runs in it now.
+  Engine(int world_rank, double timeout_s, LinkModel link, CommThreadClass cls = CommThreadClass::normal);
   ~Engine();
   Engine(const Engine&) = delete;
   Engine& operator=(const Engine&) = delete;
@@ -96,7 +97,9 @@ class Engine {
   void count_exchange(Traffic t, int64_t larger_side_bytes);
   CommStats stats() const;
   int world_rank() const { return world_rank_; }
-  bool realtime() const { return realtime_; }
+  bool realtime() const;
+  // Whether the real-time class was asked for and refused (the process lacks the privilege).
+  bool realtime_refused() const;
   void set_recording(bool on);
   std::vector<CommRecord> take_records();
 
@@ -120,7 +123,9 @@ class Engine {
   std::thread thread_;
   clockid_t progress_clock_{};  // thread_'s CPU-time clock (CommStats::progress_cpu_s)
   bool has_progress_clock_ = false;
-  bool realtime_ = false;
+  void apply_class();  // with mu_ held: the class cls_ asks for with the link as it is now
+  const CommThreadClass cls_;
+  bool realtime_ = false, refused_ = false;  // guarded by mu_
 };
 
 }  // namespace parallel::mpi

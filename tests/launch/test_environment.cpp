@@ -17,16 +17,18 @@ TEST_CASE("train.threads 0: OMP_NUM_THREADS, else the binding, else a share of t
   CHECK(launch::resolve_threads(5, e) == 5);
 }
 
-TEST_CASE("runtime.comm_thread_priority auto: real-time when compute threads outnumber cores", "[env]") {
+TEST_CASE("runtime.comm_thread_priority auto: real-time with a link where threads outnumber cores",
+          "[env]") {
+  using parallel::CommThreadClass;
   launch::LaunchEnv e;
   e.node_cores = 2;
   e.local_size = 2;
-  CHECK_FALSE(launch::comm_thread_realtime("auto", e, 1));  // a core per rank
-  e.local_size = 4;
-  CHECK(launch::comm_thread_realtime("auto", e, 1));        // four ranks on two cores
+  CHECK(launch::comm_thread_class("auto", e, 1) == CommThreadClass::normal);  // a core per rank
+  e.local_size = 4;  // four ranks on two cores
+  CHECK(launch::comm_thread_class("auto", e, 1) == CommThreadClass::realtime_with_link);
   e.node_cores = 8;
-  CHECK_FALSE(launch::comm_thread_realtime("auto", e, 2));  // 4 x 2 threads on 8 cores
-  CHECK(launch::comm_thread_realtime("auto", e, 3));
-  CHECK(launch::comm_thread_realtime("realtime", e, 1));
-  CHECK_FALSE(launch::comm_thread_realtime("normal", e, 3));
+  CHECK(launch::comm_thread_class("auto", e, 2) == CommThreadClass::normal);  // 4 x 2 on 8 cores
+  CHECK(launch::comm_thread_class("auto", e, 3) == CommThreadClass::realtime_with_link);
+  CHECK(launch::comm_thread_class("realtime", e, 1) == CommThreadClass::realtime);
+  CHECK(launch::comm_thread_class("normal", e, 3) == CommThreadClass::normal);
 }

@@ -160,11 +160,23 @@ TEST_CASE("the communication thread runs in the real-time class when asked and a
   sp.sched_priority = 1;
   const bool allowed = pthread_setschedparam(probe.native_handle(), SCHED_FIFO, &sp) == 0;
   probe.join();
+  using parallel::CommThreadClass;
   const int rank = testing::mpi().world_rank();
-  parallel::mpi::Engine normal(rank, 30, parallel::LinkModel(), /*realtime=*/false);
-  parallel::mpi::Engine realtime(rank, 30, parallel::LinkModel(), /*realtime=*/true);
+  parallel::mpi::Engine normal(rank, 30, parallel::LinkModel(), CommThreadClass::normal);
+  parallel::mpi::Engine realtime(rank, 30, parallel::LinkModel(), CommThreadClass::realtime);
   CHECK_FALSE(normal.realtime());
+  CHECK_FALSE(normal.realtime_refused());
   CHECK(realtime.realtime() == allowed);
+  CHECK(realtime.realtime_refused() == !allowed);
+  // With a link: real-time while the link is on, normal while suspended or off.
+  parallel::mpi::Engine linked(rank, 30, parallel::LinkModel(), CommThreadClass::realtime_with_link);
+  CHECK_FALSE(linked.realtime());  // no link yet
+  linked.set_link_bandwidth(1.0);
+  CHECK(linked.realtime() == allowed);
+  linked.set_link_suspended(true);
+  CHECK_FALSE(linked.realtime());
+  linked.set_link_suspended(false);
+  CHECK(linked.realtime() == allowed);
   // Either way it moves messages: a send to this rank itself, posted 5 ms late.
   for (parallel::mpi::Engine* e : {&normal, &realtime}) {
     MPI_Comm self = MPI_COMM_NULL;
